@@ -1,0 +1,104 @@
+//! Building kernel variants.
+//!
+//! The kernel is built for `x86_64-unknown-none` with `-Z build-std` (so the prologue hook is in
+//! `core` and `alloc` too), by running cargo on the kernel crate. A variant is a profile
+//! (`kernel` debug, `kernel-release`, or `kernel-plain`: release without the prologue hook, for
+//! comparisons) plus cargo features; each variant gets its own target directory, so switching
+//! between variants does not rebuild, and a nested build never waits for the lock of the cargo
+//! process that runs the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The kernel's target.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// One way of building the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Optimised, without debug assertions.
+    pub release: bool,
+    /// Cargo features of the kernel crate (e.g. `always-preempt`).
+    pub features: Vec<String>,
+    /// Build without `-Z instrument-mcount` (release only): the baseline for overhead figures.
+    pub plain: bool,
+}
+
+impl Variant {
+    /// The default debug build.
+    pub fn debug() -> Variant {
+        Variant::default()
+    }
+
+    /// A debug build with `features`.
+    pub fn with_features(features: &[&str]) -> Variant {
+        Variant { features: features.iter().map(|f| f.to_string()).collect(), ..Variant::default() }
+    }
+
+    /// The cargo profile.
+    pub fn profile(&self) -> &'static str {
+        match (self.plain, self.release) {
+            (true, _) => "kernel-plain",
+            (false, true) => "kernel-release",
+            (false, false) => "kernel",
+        }
+    }
+
+    /// A short name: the profile and the features.
+    pub fn name(&self) -> String {
+        let mut name = self.profile().to_string();
+        for feature in &self.features {
+            name.push('+');
+            name.push_str(feature);
+        }
+        name
+    }
+}
+
+/// The workspace root (where `Cargo.toml` of the workspace is).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("boot/ has a parent").to_path_buf()
+}
+
+/// Builds `variant` and returns the path of the kernel ELF. With `quiet`, cargo's output is
+/// shown only if the build fails.
+pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
+    if variant.plain && !variant.release {
+        bail!("the uninstrumented (plain) kernel exists only as a release build");
+    }
+    let root = workspace_root();
+    let target_dir = root.join("target").join("kernel").join(variant.name());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", "kernel", "--target", TARGET, "--profile", variant.profile()])
+        .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if !variant.features.is_empty() {
+        cmd.arg("--features").arg(variant.features.join(","));
+    }
+    // The outer cargo's settings must not leak into the kernel build.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+        cmd.env_remove(var);
+    }
+    let status = if quiet {
+        let output = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().context("running cargo to build the kernel")?;
+        if !output.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        output.status
+    } else {
+        cmd.status().context("running cargo to build the kernel")?
+    };
+    if !status.success() {
+        bail!("building the kernel ({}) failed: cargo exited with {status}", variant.name());
+    }
+    let elf = target_dir.join(TARGET).join(variant.profile()).join("kernel");
+    if !elf.exists() {
+        bail!("the kernel build succeeded but {} is missing", elf.display());
+    }
+    Ok(elf)
+}

@@ -1,0 +1,15 @@
+//! The Prologue runner as a library, shared by the `boot` command (`cargo run`) and the host
+//! tests (`cargo test`): build a kernel variant, make a BIOS or UEFI disk image, run it in
+//! QEMU, and judge the outcome from the kernel's own output and QEMU's exit status.
+
+pub mod host;
+pub mod image;
+pub mod kernel;
+pub mod outcome;
+pub mod qemu;
+pub mod symbols;
+
+pub use image::Firmware;
+pub use kernel::Variant;
+pub use outcome::{Outcome, TestResult, parse_test_results};
+pub use qemu::{RunConfig, RunResult, run};

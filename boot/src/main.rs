@@ -1,0 +1,158 @@
+//! `boot`: Prologue's runner, the default `cargo run` binary.
+//!
+//! `cargo run` builds the kernel, makes a disk image and boots it in QEMU with the serial port on
+//! this terminal. `cargo run -- test [FILTER]` runs the in-kernel tests; `stress` and `bench`
+//! run the torture test and the benchmarks. The exit status is 0 only if the kernel reported
+//! success (and printed its final line); otherwise a one-line reason goes to stderr.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use boot::{Firmware, Outcome, RunConfig, Variant, image, kernel, parse_test_results};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "boot", version, about = "Build Prologue and run it in QEMU")]
+struct Cli {
+    #[command(flatten)]
+    opts: Opts,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args)]
+struct Opts {
+    /// Boot with UEFI firmware (OVMF) instead of BIOS.
+    #[arg(long, global = true)]
+    uefi: bool,
+    /// Number of CPUs.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    smp: u32,
+    /// Guest memory in MiB.
+    #[arg(long, global = true, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    memory: u32,
+    /// Build the kernel optimised, without debug assertions.
+    #[arg(long, global = true)]
+    release: bool,
+    /// Build the kernel without the prologue hook (with --release; for overhead comparisons).
+    #[arg(long, global = true)]
+    plain: bool,
+    /// Cargo features of the kernel, comma-separated (e.g. always-preempt).
+    #[arg(long, global = true, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Extra kernel command-line words (key=value ...).
+    #[arg(long, global = true)]
+    cmdline: Option<String>,
+    /// Stop QEMU after this many seconds (a hang is then reported).
+    #[arg(long, global = true)]
+    timeout: Option<u64>,
+    /// Deterministic time: the guest clock counts executed instructions (-icount shift=0).
+    #[arg(long, global = true)]
+    icount: bool,
+    /// Let QEMU wait for gdb on localhost:1234 (the command to attach is printed).
+    #[arg(long, global = true)]
+    gdb: bool,
+    /// Pass an argument to QEMU as is (repeatable).
+    #[arg(long = "qemu-arg", global = true, allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the demo (the default).
+    Run,
+    /// Run the in-kernel tests: all, or those matching FILTER (NAME, PREFIX*, comma-separated).
+    Test { filter: Option<String> },
+    /// Run the torture test.
+    Stress {
+        /// Seconds to run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Turn on a planted bug (the list is printed by `--inject list`).
+        #[arg(long)]
+        inject: Option<String>,
+    },
+    /// Run the benchmarks (use with --release; time is instruction-counted).
+    Bench {
+        /// Benchmarks to run, comma-separated, or all.
+        #[arg(default_value = "all")]
+        which: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("boot: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let opts = &cli.opts;
+    let command = cli.command.unwrap_or(Command::Run);
+    let variant = Variant { release: opts.release, features: opts.features.clone(), plain: opts.plain };
+    let elf = kernel::build(&variant, false)?;
+    let firmware = if opts.uefi { Firmware::Uefi } else { Firmware::Bios };
+    let image = image::make(&elf, firmware)?;
+
+    let (mut words, default_timeout, interactive, icount): (Vec<String>, Option<u64>, bool, bool) = match &command {
+        Command::Run => {
+            let interactive = std::io::stdin().is_terminal();
+            (Vec::new(), None, interactive, opts.icount)
+        }
+        Command::Test { filter } => {
+            (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false, opts.icount)
+        }
+        Command::Stress { seconds, seed, inject } => {
+            let mut words = vec![format!("stress={seconds}"), format!("seed={seed}")];
+            if let Some(bug) = inject {
+                words.push(format!("inject={bug}"));
+            }
+            (words, Some(seconds * 4 + 120), false, opts.icount)
+        }
+        Command::Bench { which } => (vec![format!("bench={which}")], Some(1800), false, true),
+    };
+    if let Some(extra) = &opts.cmdline {
+        words.extend(extra.split_whitespace().map(String::from));
+    }
+    let cfg = RunConfig {
+        firmware,
+        smp: opts.smp,
+        memory_mib: opts.memory,
+        cmdline: words.join(" "),
+        timeout: opts.timeout.or(default_timeout).map(Duration::from_secs),
+        icount,
+        gdb: opts.gdb,
+        qemu_args: opts.qemu_args.clone(),
+        interactive,
+        echo: true,
+    };
+    let result = boot::run(&image, &elf, &cfg)?;
+
+    if let Command::Test { .. } = command {
+        let results = parse_test_results(&result.transcript);
+        let failed: Vec<_> = results.iter().filter(|t| t.failure.is_some()).collect();
+        if !failed.is_empty() {
+            eprintln!("boot: {} of {} tests failed:", failed.len(), results.len());
+            for t in &failed {
+                eprintln!("  {}: {}", t.name, t.failure.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    match result.outcome {
+        Outcome::Success => Ok(ExitCode::SUCCESS),
+        outcome => {
+            eprintln!("boot: {outcome}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Judging a run: QEMU's exit status plus the kernel's own output.
+//!
+//! The kernel leaves QEMU through `isa-debug-exit`: status 33 means it reported success, 35
+//! failure. Status 0 is what QEMU returns after a triple fault (a CPU reset, with
+//! `-no-reboot`), never a kernel's verdict. Success also requires the kernel's final line
+//! `prologue: exit success`: a status alone proves nothing.
+
+use std::fmt;
+
+/// QEMU's exit status when the kernel reports success / failure.
+pub const STATUS_SUCCESS: i32 = 33;
+pub const STATUS_FAILURE: i32 = 35;
+
+/// The kernel's final line on success.
+pub const SUCCESS_LINE: &str = "prologue: exit success";
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel reported success and printed its final line.
+    Success,
+    /// The kernel reported failure; the reason is taken from its output.
+    Failure(String),
+    /// QEMU exited with status 0: the CPU reset (a triple fault).
+    TripleFault,
+    /// The watchdog stopped QEMU.
+    Timeout { seconds: u64, during: Option<String> },
+    /// QEMU itself failed (bad option, missing file...).
+    QemuError(String),
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        *self == Outcome::Success
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Success => write!(f, "the kernel reported success"),
+            Outcome::Failure(reason) => write!(f, "kernel failure: {reason}"),
+            Outcome::TripleFault => {
+                write!(f, "triple fault: the CPU reset (QEMU exited with status 0 under -no-reboot)")
+            }
+            Outcome::Timeout { seconds, during: Some(test) } => {
+                write!(f, "watchdog: the kernel did not finish within {seconds} s (hung in test {test})")
+            }
+            Outcome::Timeout { seconds, during: None } => {
+                write!(f, "watchdog: the kernel did not finish within {seconds} s")
+            }
+            Outcome::QemuError(msg) => write!(f, "QEMU failed: {msg}"),
+        }
+    }
+}
+
+/// The result of one in-kernel test, from its `test NAME ... ok|FAILED: reason` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub name: String,
+    /// `None` if it passed, else the reason.
+    pub failure: Option<String>,
+}
+
+/// Every test result in a transcript, in order.
+pub fn parse_test_results(transcript: &str) -> Vec<TestResult> {
+    transcript
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("test ")?;
+            let (name, verdict) = rest.split_once(" ... ")?;
+            if name.contains(' ') {
+                return None;
+            }
+            let failure = match verdict {
+                "ok" => None,
+                v => Some(v.strip_prefix("FAILED: ")?.to_string()),
+            };
+            Some(TestResult { name: name.to_string(), failure })
+        })
+        .collect()
+}
+
+/// The test that started last and has no result line: the one running when output stopped.
+pub fn unfinished_test(transcript: &str) -> Option<String> {
+    let mut running: Option<String> = None;
+    for line in transcript.lines() {
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((name, verdict)) = rest.split_once(" ...") {
+                // Anything but a verdict after the prefix is the test's own output.
+                let verdict = verdict.trim();
+                let finished = verdict == "ok" || verdict.starts_with("FAILED:");
+                running = if finished { None } else { Some(name.to_string()) };
+            }
+        }
+    }
+    running
+}
+
+/// The most telling line of a failed run's output.
+fn failure_reason(transcript: &str) -> String {
+    let lines: Vec<&str> = transcript.lines().collect();
+    let find = |prefix: &str| lines.iter().find(|l| l.starts_with(prefix)).map(|l| l.to_string());
+    if let Some(fatal) = find("FATAL:") {
+        return match unfinished_test(transcript) {
+            Some(test) => format!("{fatal} (during test {test})"),
+            None => fatal,
+        };
+    }
+    for prefix in ["cmdline: error", "ktest: no test matches", "stress: FAILURE"] {
+        if let Some(line) = find(prefix) {
+            return line;
+        }
+    }
+    let failed: Vec<String> =
+        parse_test_results(transcript).into_iter().filter(|t| t.failure.is_some()).map(|t| t.name).collect();
+    if !failed.is_empty() {
+        return format!("{} test(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    let last = lines.iter().rev().find(|l| !l.trim().is_empty() && !l.starts_with("prologue: exit"));
+    format!("the kernel reported failure (last line: {})", last.unwrap_or(&"<none>"))
+}
+
+/// Judges a run from QEMU's exit status (`None`: killed by the watchdog after `timeout`
+/// seconds) and the transcript.
+pub fn judge(status: Option<i32>, timeout: u64, transcript: &str, qemu_stderr: &str) -> Outcome {
+    match status {
+        None => Outcome::Timeout { seconds: timeout, during: unfinished_test(transcript) },
+        Some(STATUS_SUCCESS) if transcript.lines().any(|l| l == SUCCESS_LINE) => Outcome::Success,
+        Some(STATUS_SUCCESS) => Outcome::Failure("QEMU reported success but the kernel's final line is missing".into()),
+        Some(STATUS_FAILURE) => Outcome::Failure(failure_reason(transcript)),
+        Some(0) => Outcome::TripleFault,
+        Some(code) => Outcome::QemuError(format!("exit status {code}: {}", qemu_stderr.trim())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_test_lines() {
+        let t = "running 2 tests\ntest a::b ... ok\ntest c ... FAILED: boom\nnoise\n1 passed, 1 failed\n";
+        let r = parse_test_results(t);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0], TestResult { name: "a::b".into(), failure: None });
+        assert_eq!(r[1].failure.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn finds_the_hung_test() {
+        assert_eq!(unfinished_test("test a ... ok\ntest b ... "), Some("b".into()));
+        assert_eq!(unfinished_test("test a ... ok\n"), None);
+        assert_eq!(unfinished_test("test a ... some output\nmore"), Some("a".into()));
+    }
+
+    #[test]
+    fn status_zero_is_a_triple_fault_not_success() {
+        assert_eq!(judge(Some(0), 10, SUCCESS_LINE, ""), Outcome::TripleFault);
+        assert!(judge(Some(33), 10, "prologue: exit success\n", "").is_success());
+        assert!(!judge(Some(33), 10, "no final line\n", "").is_success());
+    }
+
+    #[test]
+    fn fatal_reports_name_the_running_test() {
+        let t = "test x ... \nFATAL: stack overflow on the interrupt stack\n";
+        assert_eq!(
+            judge(Some(35), 10, t, ""),
+            Outcome::Failure("FATAL: stack overflow on the interrupt stack (during test x)".into())
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Running a kernel image in QEMU and collecting what it prints.
+//!
+//! QEMU runs with the serial port on its stdio, no display, no network, `-no-reboot` (a triple
+//! fault ends QEMU instead of looping) and the `isa-debug-exit` device (the kernel's way out).
+//! The kernel command line travels through fw_cfg as the file `opt/prologue/cmdline`.
+//!
+//! The output is read line by line: firmware escape codes and carriage returns are removed,
+//! backtrace lines are symbolized, and each line is echoed (if asked) and kept for judging. A
+//! watchdog kills QEMU after the timeout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::image::Firmware;
+use crate::outcome::{Outcome, judge};
+use crate::symbols::{KERNEL_BASE, Symbolizer};
+
+/// How to run QEMU.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub firmware: Firmware,
+    pub smp: u32,
+    pub memory_mib: u32,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Kill QEMU after this long (`None`: never).
+    pub timeout: Option<Duration>,
+    /// Deterministic, instruction-counted time (`-icount shift=0`).
+    pub icount: bool,
+    /// Wait for a debugger on port 1234.
+    pub gdb: bool,
+    /// More QEMU arguments, as given.
+    pub qemu_args: Vec<String>,
+    /// Connect QEMU's stdin to ours, so typed input reaches the serial port.
+    pub interactive: bool,
+    /// Print the output as it arrives.
+    pub echo: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            firmware: Firmware::Bios,
+            smp: 1,
+            memory_mib: 256,
+            cmdline: String::new(),
+            timeout: Some(Duration::from_secs(300)),
+            icount: false,
+            gdb: false,
+            qemu_args: Vec::new(),
+            interactive: false,
+            echo: false,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    /// The cleaned, symbolized output.
+    pub transcript: String,
+}
+
+/// Removes ANSI escape sequences (UEFI firmware writes them) and carriage returns.
+pub fn clean_line(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ params final-byte; other escapes: ESC + one char.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' => {}
+            c if c.is_control() && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The QEMU command line for `image`.
+fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path) -> Result<Command> {
+    let mut cmd = Command::new(qemu);
+    cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    if cfg.firmware == Firmware::Uefi {
+        cmd.arg("-bios").arg(crate::host::ovmf()?);
+    }
+    cmd.args(["-serial", "stdio", "-display", "none", "-no-reboot", "-net", "none"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-smp", &cfg.smp.to_string(), "-m", &cfg.memory_mib.to_string()])
+        .arg("-fw_cfg")
+        .arg(format!("name=opt/prologue/cmdline,file={}", cmdline_file.display()));
+    if cfg.icount {
+        cmd.args(["-icount", "shift=0"]);
+    }
+    if cfg.gdb {
+        cmd.args(["-s", "-S"]);
+    }
+    cmd.args(&cfg.qemu_args);
+    Ok(cmd)
+}
+
+/// Runs `image` (built from `elf`, used for symbolization and `--gdb`) and judges the outcome.
+pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
+    let qemu = crate::host::qemu()?;
+    let cmdline_file = temp_file("cmdline", cfg.cmdline.as_bytes())?;
+    let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file)?;
+    if cfg.gdb {
+        eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
+        eprintln!(
+            "  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'",
+            elf.display()
+        );
+    }
+    cmd.stdin(if cfg.interactive { Stdio::inherit() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", qemu.display()))?;
+
+    // Read stdout on a thread: lines go to a channel, so the watchdog below can wait for exit.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let symbolizer = if elf.exists() { Symbolizer::new(elf) } else { Symbolizer::none() };
+    let echo = cfg.echo;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = symbolizer.annotate(&clean_line(&String::from_utf8_lossy(&raw)));
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{line}");
+                        let _ = out.flush();
+                    }
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for QEMU")? {
+            break Some(status);
+        }
+        if cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = reader.join();
+    let transcript: String = rx.try_iter().map(|l| l + "\n").collect();
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+    let _ = std::fs::remove_file(&cmdline_file);
+
+    let timeout_secs = cfg.timeout.map_or(0, |t| t.as_secs());
+    let code = match status {
+        None => None,
+        Some(s) => Some(s.code().unwrap_or(-1)),
+    };
+    Ok(RunResult { outcome: judge(code, timeout_secs, &transcript, &qemu_stderr), transcript })
+}
+
+/// Writes `contents` to a fresh temporary file.
+fn temp_file(what: &str, contents: &[u8]) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("prologue-{what}-{}-{n}", std::process::id()));
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_line;
+
+    #[test]
+    fn strips_escape_codes() {
+        assert_eq!(clean_line("\u{1b}[2J\u{1b}[01;01Hhello\r\n"), "hello");
+        assert_eq!(clean_line("plain"), "plain");
+    }
+}

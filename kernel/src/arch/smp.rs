@@ -1,0 +1,57 @@
+//! Multiprocessor support: waking idle CPUs and stealing work (the start-up of application
+//! processors lives in `arch::ap`).
+//!
+//! Wake-ups (Go's `wakep`): after queueing a thread, the queuing CPU looks for a CPU halted
+//! in the idle loop and sends it a `WAKEUP` IPI. The idle CPU announces itself (`idle = true`)
+//! before its final check for work, and the waker queues before it looks for idle CPUs
+//! (both sequentially consistent), so one of the two always sees the other: no thread waits
+//! in a queue while every CPU sleeps.
+//!
+//! Stealing (Go's `findRunnable`/`stealWork`): a CPU with nothing local and nothing global
+//! steals half of another CPU's ring, trying the others in a random order, up to four rounds;
+//! only in the last round may it take another CPU's `runnext`.
+
+use core::sync::atomic::Ordering;
+
+use crate::sched::g::G;
+use crate::sched::percpu::{self, MAX_CPUS, PerCpu};
+
+/// Wakes one idle CPU other than `from`, if any is halted.
+pub fn wake_idle_cpu(from: &PerCpu) {
+    if percpu::CPUS_ONLINE.load(Ordering::Relaxed) <= 1 {
+        return;
+    }
+    core::sync::atomic::fence(Ordering::SeqCst);
+    for cpu in percpu::online_cpus() {
+        if cpu.id != from.id
+            && cpu.idle.load(Ordering::SeqCst)
+            && cpu.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
+            crate::arch::apic::send_wakeup(cpu.id as usize);
+            return;
+        }
+    }
+}
+
+/// Steals work for `cpu` from the other CPUs' run queues.
+pub fn steal(cpu: &PerCpu) -> Option<&'static G> {
+    let n = percpu::CPUS_ONLINE.load(Ordering::Relaxed) as usize;
+    if n <= 1 {
+        return None;
+    }
+    const ROUNDS: usize = 4;
+    for round in 0..ROUNDS {
+        let start = cpu.fastrand() as usize % MAX_CPUS;
+        for k in 0..MAX_CPUS {
+            let victim = percpu::cpu((start + k) % MAX_CPUS);
+            if victim.id == cpu.id || !victim.online.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Some(g) = victim.runq.steal_into(&cpu.runq, round == ROUNDS - 1) {
+                return Some(g);
+            }
+        }
+    }
+    None
+}

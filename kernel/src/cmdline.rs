@@ -1,0 +1,187 @@
+//! The kernel command line: `key=value` words separated by spaces.
+//!
+//! The runner passes it through QEMU's fw_cfg (`arch::fwcfg`). Every word must be a known key
+//! with a valid value; otherwise parsing fails with an error naming the word, and the kernel
+//! stops before doing anything else (a mistyped option must never be silently ignored).
+
+use core::fmt;
+
+use crate::sched::preempt::Mode;
+
+/// What the kernel does after booting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// The prime-sieve demo and statistics (the default).
+    Demo,
+    /// In-kernel tests selected by `test=`.
+    Tests,
+    /// The torture test (`stress=SECONDS`).
+    Stress,
+    /// The benchmarks (`bench=`).
+    Bench,
+}
+
+/// A deliberate failure, for the runner's own tests (`crash=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    Panic,
+    TripleFault,
+    Hang,
+    G0Overflow,
+    InterruptStackOverflow,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Cmdline<'a> {
+    pub run: Run,
+    /// `test=`: comma-separated names, `PREFIX*` patterns, `all`, or `list`.
+    pub tests: &'a str,
+    /// `stress=`: seconds of torture.
+    pub stress_seconds: u64,
+    /// `bench=`: comma-separated benchmark names, or `all`.
+    pub bench: &'a str,
+    /// `inject=`: a planted bug for the stress test.
+    pub inject: &'a str,
+    /// `seed=`: seed for stress and tests that use randomness.
+    pub seed: u64,
+    pub log: log::LevelFilter,
+    pub heap_max_mib: usize,
+    pub stack_max_kib: usize,
+    pub stack_init_kib: usize,
+    pub quantum_ms: u64,
+    pub preempt: Mode,
+    /// `shell=1`: after the demo, read commands from the serial line.
+    pub shell: bool,
+    pub crash: Option<Crash>,
+}
+
+impl Default for Cmdline<'_> {
+    fn default() -> Self {
+        Cmdline {
+            run: Run::Demo,
+            tests: "",
+            stress_seconds: 0,
+            bench: "",
+            inject: "",
+            seed: 1,
+            log: log::LevelFilter::Info,
+            heap_max_mib: 512,
+            stack_max_kib: crate::mm::stack::DEFAULT_RESERVE / 1024,
+            stack_init_kib: crate::mm::stack::DEFAULT_INITIAL / 1024,
+            quantum_ms: 10,
+            preempt: Mode::Async,
+            shell: false,
+            crash: None,
+        }
+    }
+}
+
+/// A word the kernel did not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdlineError<'a> {
+    pub word: &'a str,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad command-line word '{}': {}", self.word, self.reason)
+    }
+}
+
+/// Keys the kernel knows, for error messages.
+pub const KEYS: &str = "test, stress, bench, inject, seed, log, heap_max_mib, stack_max_kib, \
+                        stack_init_kib, quantum_ms, preempt, shell, crash";
+
+fn number<'a>(word: &'a str, value: &str, min: u64, max: u64, reason: &'static str) -> Result<u64, CmdlineError<'a>> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(CmdlineError { word, reason }),
+    }
+}
+
+/// Parses `text`.
+pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
+    let mut c = Cmdline::default();
+    for word in text.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(CmdlineError { word, reason: "expected key=value" });
+        };
+        match key {
+            "test" => {
+                if value.is_empty() {
+                    return Err(CmdlineError { word, reason: "expected test names, PREFIX*, all or list" });
+                }
+                c.run = Run::Tests;
+                c.tests = value;
+            }
+            "stress" => {
+                c.run = Run::Stress;
+                c.stress_seconds = number(word, value, 1, 86_400, "expected seconds (1..=86400)")?;
+            }
+            "bench" => {
+                c.run = Run::Bench;
+                c.bench = value;
+            }
+            "inject" => c.inject = value,
+            "seed" => c.seed = number(word, value, 0, u64::MAX, "expected a number")?,
+            "log" => {
+                c.log = match value {
+                    "off" => log::LevelFilter::Off,
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
+                    "trace" => log::LevelFilter::Trace,
+                    _ => return Err(CmdlineError { word, reason: "expected off, error, warn, info, debug or trace" }),
+                }
+            }
+            "heap_max_mib" => {
+                c.heap_max_mib = number(word, value, 1, 65_536, "expected MiB (1..=65536)")? as usize;
+            }
+            "stack_max_kib" => {
+                c.stack_max_kib = number(word, value, 8, 1 << 20, "expected KiB (8..=1048576)")? as usize;
+            }
+            "stack_init_kib" => {
+                c.stack_init_kib = number(word, value, 4, 1 << 20, "expected KiB (4..=1048576)")? as usize;
+            }
+            "quantum_ms" => c.quantum_ms = number(word, value, 1, 10_000, "expected milliseconds (1..=10000)")?,
+            "preempt" => {
+                c.preempt = match value {
+                    "off" => Mode::Off,
+                    "coop" => Mode::Coop,
+                    "async" => Mode::Async,
+                    _ => return Err(CmdlineError { word, reason: "expected coop, async or off" }),
+                }
+            }
+            "shell" => {
+                c.shell = match value {
+                    "1" | "on" => true,
+                    "0" | "off" => false,
+                    _ => return Err(CmdlineError { word, reason: "expected on or off" }),
+                }
+            }
+            "crash" => {
+                c.crash = Some(match value {
+                    "panic" => Crash::Panic,
+                    "triple-fault" => Crash::TripleFault,
+                    "hang" => Crash::Hang,
+                    "g0-overflow" => Crash::G0Overflow,
+                    "irq-overflow" => Crash::InterruptStackOverflow,
+                    _ => {
+                        return Err(CmdlineError {
+                            word,
+                            reason: "expected panic, triple-fault, hang, g0-overflow or irq-overflow",
+                        });
+                    }
+                })
+            }
+            _ => return Err(CmdlineError { word, reason: "unknown key" }),
+        }
+    }
+    if c.stack_init_kib > c.stack_max_kib {
+        return Err(CmdlineError { word: "stack_init_kib", reason: "must not exceed stack_max_kib" });
+    }
+    Ok(c)
+}

@@ -1,0 +1,123 @@
+//! Fatal errors: stop every CPU, print one clear report, exit QEMU with failure.
+//!
+//! A fatal error is one the kernel cannot survive: a panic or exception on g0, in an interrupt
+//! handler or in a thread holding a spin lock; a stack overflow of g0 or an interrupt stack; a
+//! double fault. The report runs on a dedicated stack with the prologue check disabled (`curg`
+//! = `GFATAL`, whose `stackguard0` is 0), because the stack that failed may be the one that
+//! overflowed, and because the report's own calls must not re-enter the slow path.
+//!
+//! Invariants: only the first CPU to fail reports; any other CPU that fails meanwhile halts.
+//! The report is the last output: the console is written without its lock from here on (the
+//! other CPUs are stopped by an NMI), and the QEMU exit follows.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::backtrace::{self, Backtrace};
+use crate::arch::trap::TrapFrame;
+use crate::sched::g::{G, GKind};
+use crate::sched::percpu::{OFF_CURG, this_cpu_unchecked};
+
+/// No CPU is reporting a fatal error.
+const NOBODY: u32 = u32::MAX;
+
+/// The CPU that is reporting a fatal error, or `NOBODY`.
+static REPORTING_CPU: AtomicU32 = AtomicU32::new(NOBODY);
+
+const FATAL_STACK_SIZE: usize = 64 * 1024;
+
+#[repr(C, align(16))]
+struct FatalStack([u8; FATAL_STACK_SIZE]);
+
+/// The stack fatal reports run on (one: only one CPU reports).
+static mut FATAL_STACK: FatalStack = FatalStack([0; FATAL_STACK_SIZE]);
+
+/// The context of a fatal report: prologue checks disabled (`stackguard0` = 0).
+static GFATAL: G = G::system(GKind::Critical);
+
+/// Is a fatal report under way (on any CPU)?
+pub fn in_progress() -> bool {
+    REPORTING_CPU.load(Ordering::Relaxed) != NOBODY
+}
+
+/// Stops the kernel with a report of `args` and a backtrace of the caller.
+#[inline(never)]
+pub fn fatal(args: fmt::Arguments<'_>) -> ! {
+    let failed = crate::sched::percpu::current();
+    let trace = backtrace::here();
+    report_and_exit(&mut || {
+        crate::println!("FATAL: {args}");
+        crate::println!("  on CPU {}, in {}", this_cpu_unchecked().id, crate::sched::thread::describe(failed));
+        trace.print();
+    })
+}
+
+/// Stops the kernel with the report of a trap (exception or interrupt) and `args`.
+pub fn fatal_trap(frame: &TrapFrame, args: fmt::Arguments<'_>) -> ! {
+    report_and_exit(&mut || {
+        crate::println!("FATAL: {args}");
+        crate::arch::exceptions::report(frame, None);
+    })
+}
+
+/// Stops the kernel with a report of `args` and an explicit backtrace (used by the stack-guard
+/// slow path, which knows the failing context's registers).
+pub fn fatal_with_trace(args: fmt::Arguments<'_>, trace: &Backtrace) -> ! {
+    report_and_exit(&mut || {
+        crate::println!("FATAL: {args}");
+        trace.print();
+    })
+}
+
+/// Claims the report, stops the other CPUs, switches to the fatal stack and context, runs
+/// `report`, and exits QEMU with failure.
+fn report_and_exit(report: &mut dyn FnMut()) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let me = this_cpu_unchecked().id;
+    if let Err(other) = REPORTING_CPU.compare_exchange(NOBODY, me, Ordering::AcqRel, Ordering::Acquire) {
+        if other != me {
+            // Someone else reports; it will stop us with an NMI anyway.
+            crate::arch::cpu::halt_forever();
+        }
+        // A fault inside our own report: say so in one line, and leave.
+        crate::console::emergency_write("\nFATAL: fault while printing a fatal report\n");
+        crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
+    }
+    crate::arch::apic::stop_other_cpus();
+    let mut report = report;
+    // SAFETY: the fatal stack is used by this CPU only (we won the claim above), and
+    // `run_report` never returns.
+    unsafe {
+        call_on_fatal_stack(&mut report as *mut &mut dyn FnMut() as *mut u8, run_report);
+    }
+}
+
+/// Runs on the fatal stack: the report, the final line, the exit.
+extern "C" fn run_report(report: *mut u8) -> ! {
+    // SAFETY: `report_and_exit` passed a pointer to a live `&mut dyn FnMut()` on its stack,
+    // which stays mapped and untouched while we run.
+    let report = unsafe { &mut *(report as *mut &mut dyn FnMut()) };
+    crate::println!();
+    report();
+    crate::println!("kernel stopped by a fatal error");
+    crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
+}
+
+/// Calls `f(arg)` on the fatal stack with `curg` = `GFATAL`.
+///
+/// Register contract: `rdi` = arg, `rsi` = f; never returns; interrupts must be disabled.
+#[unsafe(naked)]
+unsafe extern "C" fn call_on_fatal_stack(arg: *mut u8, f: extern "C" fn(*mut u8) -> !) -> ! {
+    core::arch::naked_asm!(
+        "lea rsp, [rip + {stack} + {size}]",
+        "xor ebp, ebp",
+        "lea rax, [rip + {gfatal}]",
+        "mov gs:[{off_curg}], rax",
+        "call rsi",
+        "ud2",
+        stack = sym FATAL_STACK,
+        size = const FATAL_STACK_SIZE,
+        gfatal = sym GFATAL,
+        off_curg = const OFF_CURG,
+    )
+}

@@ -1,0 +1,37 @@
+//! Resource baselines for tests: "frames and heap are back where they were".
+//!
+//! Caches hold memory on purpose (the stack pool, recycled thread records, timer heaps), so a
+//! baseline is taken and checked after releasing them (`release_caches`). A test takes a
+//! `Baseline` before its work and calls `assert_restored` after joining its threads.
+
+use crate::mm::{frame, heap};
+
+/// Frames in use and heap bytes in use at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    pub frames_used: usize,
+    pub heap_used: usize,
+}
+
+/// Gives back memory that caches hold: pooled stacks, recycled thread records, and spare
+/// capacity of internal tables.
+pub fn release_caches() {
+    crate::sched::thread::release_cached();
+    crate::mm::stack::release_cached();
+    crate::sched::timer::release_cached();
+}
+
+impl Baseline {
+    /// Releases caches and records the current use.
+    pub fn take() -> Baseline {
+        release_caches();
+        Baseline { frames_used: frame::stats().used(), heap_used: heap::stats().used }
+    }
+
+    /// Releases caches and asserts that use is back to this baseline.
+    pub fn assert_restored(&self) {
+        let now = Baseline::take();
+        assert_eq!(now.frames_used, self.frames_used, "frames in use: {} now, {} before", now.frames_used, self.frames_used);
+        assert_eq!(now.heap_used, self.heap_used, "heap bytes in use: {} now, {} before", now.heap_used, self.heap_used);
+    }
+}

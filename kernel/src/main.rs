@@ -1,0 +1,177 @@
+//! Prologue: a teaching kernel for x86-64 whose threads are scheduled like goroutines.
+//!
+//! Boot, in order (each step's module explains itself):
+//! 1. `arch::start::_start` points GS at CPU 0's per-CPU block and calls `kernel_start` on the
+//!    boot stack (the prologue check works from the first Rust instruction).
+//! 2. `kernel_start`: serial console, descriptor tables, command line, memory management; then
+//!    it moves CPU 0's scheduler context (g0) to a guarded stack and continues in `kernel_main`.
+//! 3. `kernel_main`: the banner, the APIC timer, the other CPUs, then the first thread (which
+//!    runs the demo, the tests, the stress test or the benchmarks), and the scheduler.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod cmdline;
+mod console;
+mod demo;
+mod fatal;
+mod ktest;
+mod mm;
+mod panic;
+mod sched;
+mod stats;
+mod sync;
+mod time;
+
+use core::sync::atomic::Ordering;
+
+use bootloader_api::BootInfo;
+use bootloader_api::info::MemoryRegionKind;
+
+use crate::arch::cpu::G0_STACK_SIZE;
+use crate::arch::qemu::{ExitCode, exit};
+use crate::cmdline::{Cmdline, Crash, Run};
+use crate::sched::percpu::{self, cpu};
+
+/// Prologue's version, shown in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The command line, read once at boot (the text lives in `CMDLINE_TEXT`).
+static CMDLINE: spin::Once<Cmdline<'static>> = spin::Once::new();
+static mut CMDLINE_TEXT: [u8; 4096] = [0; 4096];
+
+/// The parsed command line.
+pub fn cmdline() -> &'static Cmdline<'static> {
+    CMDLINE.get().expect("command line read at boot")
+}
+
+/// The boot information, kept for `kernel_main`.
+static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
+
+/// First Rust code, on CPU 0's boot stack with interrupts disabled (called by `_start`).
+pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
+    let bsp = cpu(0);
+    console::init();
+    // SAFETY: first thing on CPU 0, interrupts disabled.
+    unsafe { arch::init_bsp_early(bsp) };
+
+    // SAFETY: only this function, once, on CPU 0, writes the buffer.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(CMDLINE_TEXT) };
+    let len = arch::fwcfg::read_file(arch::fwcfg::CMDLINE_FILE, buf).unwrap_or(0);
+    let text = core::str::from_utf8(&buf[..len]).unwrap_or("");
+    let parsed = match cmdline::parse(text.trim()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            println!("cmdline: error: {e}");
+            println!("cmdline: known keys: {}", cmdline::KEYS);
+            exit(ExitCode::Failure);
+        }
+    };
+    let cmdline = CMDLINE.call_once(|| parsed);
+    console::logger::init(cmdline.log);
+
+    mm::init(boot_info, cmdline.heap_max_mib << 20);
+    mm::stack::init(cmdline.stack_max_kib * 1024, cmdline.stack_init_kib * 1024);
+    BOOT_INFO.call_once(|| boot_info);
+
+    // Guarded stacks for CPU 0: its interrupt stacks, and g0.
+    let (interrupt, critical) = arch::alloc_cpu_stacks().expect("no memory for CPU 0's interrupt stacks");
+    // SAFETY: on CPU 0, interrupts disabled, stacks mapped for good.
+    unsafe { arch::bind_interrupt_stacks(bsp, interrupt, critical) };
+    let g0_stack = mm::stack::alloc_system(G0_STACK_SIZE).expect("no memory for CPU 0's g0 stack");
+    bsp.g0().bind_stack(g0_stack.mapped_lo, g0_stack.top);
+    // SAFETY: the new stack is described in g0's record; `kernel_main` never returns.
+    unsafe { arch::call_on_stack(0, kernel_main, g0_stack.top) }
+}
+
+/// Continues the boot on CPU 0's guarded g0 stack.
+extern "C" fn kernel_main(_: usize) -> ! {
+    let boot_info = *BOOT_INFO.get().expect("boot info kept");
+    let cmdline = cmdline();
+    let bsp = cpu(0);
+
+    arch::apic::init_base();
+    arch::apic::enable_this_cpu();
+    // SAFETY: `bsp` is CPU 0's block and we run on CPU 0 (the APIC id is only read here).
+    unsafe { (*(bsp as *const percpu::PerCpu as *mut percpu::PerCpu)).apic_id = arch::apic::id() };
+    let tsc_hz = arch::apic::calibrate();
+    time::init(tsc_hz);
+    sched::preempt::configure(cmdline.preempt, cmdline.quantum_ms);
+
+    let usable: u64 = boot_info
+        .memory_regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+        .map(|r| r.end - r.start)
+        .sum();
+    let cpus_found = boot_info
+        .rsdp_addr
+        .into_option()
+        .and_then(|rsdp| arch::acpi::cpus(rsdp, bsp.apic_id).ok())
+        .map_or(1, |list| list.count);
+    println!(
+        "Prologue {VERSION}: {cpus_found} CPU(s) in the MADT, {} online, {} MiB usable memory",
+        percpu::CPUS_ONLINE.load(Ordering::Relaxed),
+        usable >> 20
+    );
+    println!("kernel: image base {:#x}, TSC {} MHz", arch::start::KERNEL_BASE, tsc_hz / 1_000_000);
+
+    if let Some(crash) = cmdline.crash {
+        crash_on_purpose(crash);
+    }
+
+    arch::apic::start_timer();
+    let first = match cmdline.run {
+        Run::Demo => sched::spawn("main", demo::run),
+        Run::Tests => sched::spawn("ktest", || ktest::run(cmdline.tests)),
+        Run::Stress => sched::spawn("stress", || -> () { unimplemented_mode("stress") }),
+        Run::Bench => sched::spawn("bench", || -> () { unimplemented_mode("bench") }),
+    };
+    // The first thread ends the run itself (it exits QEMU); nobody joins it.
+    drop(first);
+    sched::run_scheduler(bsp)
+}
+
+fn unimplemented_mode(name: &str) -> ! {
+    println!("{name}: this mode is not available in this build");
+    exit(ExitCode::Failure)
+}
+
+/// `crash=`: fail in a chosen way, so that the runner's handling of each can be tested.
+fn crash_on_purpose(crash: Crash) -> ! {
+    println!("crash: {crash:?} requested on the command line");
+    match crash {
+        Crash::Panic => panic!("crash=panic requested"),
+        Crash::TripleFault => {
+            // An empty IDT: the breakpoint cannot be delivered, nor the double fault, so the
+            // CPU resets.
+            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
+            // SAFETY: deliberately breaks interrupt handling to cause a triple fault.
+            unsafe {
+                x86_64::instructions::tables::lidt(&empty);
+                core::arch::asm!("int3");
+            }
+            exit(ExitCode::Failure)
+        }
+        Crash::Hang => {
+            println!("crash: hanging with interrupts disabled");
+            arch::cpu::halt_forever()
+        }
+        Crash::G0Overflow => {
+            fn recurse(depth: u64) -> u64 {
+                let pad = core::hint::black_box([depth; 32]);
+                if depth == u64::MAX { 0 } else { recurse(depth + 1) + pad[3] }
+            }
+            let _ = core::hint::black_box(recurse(0));
+            exit(ExitCode::Failure)
+        }
+        Crash::InterruptStackOverflow => {
+            // SAFETY: the test vector's handler recurses; the overflow is fatal by design.
+            unsafe { core::arch::asm!("int {v}", v = const arch::interrupts::TEST_RECURSE) };
+            exit(ExitCode::Failure)
+        }
+    }
+}

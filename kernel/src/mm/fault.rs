@@ -1,0 +1,91 @@
+//! The page-fault handler: stack growth, guard pages, and everything else.
+//!
+//! A page fault in a stack region is one of three things:
+//! - in the running thread's own reservation, below its mapped part: a frame larger than the
+//!   guard zone skipped the prologue check. The stack grows, exactly as the slow path would
+//!   grow it, and the faulting instruction is retried.
+//! - in the running thread's own guard page, or its reservation when growth is impossible: a
+//!   stack overflow, with the same report and outcome as one the prologue check catches.
+//! - in another stack's guard page: a "stack guard page hit" naming that stack.
+//!
+//! Any other page fault is a bug in the faulting code (`arch::exceptions::fault`).
+
+use crate::arch::cpu::read_cr2;
+use crate::arch::exceptions::fault;
+use crate::arch::trap::TrapFrame;
+use crate::mm::stack::{self, GrowError, StackArea};
+use crate::sched::thread::Death;
+
+/// What the error code of a page fault says.
+fn describe_error(code: u64) -> (&'static str, &'static str) {
+    let access = if code & 0x10 != 0 {
+        "instruction fetch"
+    } else if code & 0x2 != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let cause = if code & 0x1 != 0 { "protection violation" } else { "page not present" };
+    (access, cause)
+}
+
+pub fn page_fault(frame: &mut TrapFrame) {
+    let addr = read_cr2() as usize;
+    let g = frame.interrupted();
+    let (access, cause) = describe_error(frame.error_code);
+    let own_stack = g.stack.get();
+
+    match stack::classify(addr) {
+        Some(StackArea::Reservation { slot, .. }) if own_stack.is_some_and(|s| s.slot == slot) => {
+            let sp = (frame.rsp as usize).min(addr);
+            match stack::grow(g, sp) {
+                Ok(()) => return, // retry the instruction on the grown stack
+                Err(GrowError::NotNow) => fatal_overflow(frame, addr, "while holding the frame allocator's lock"),
+                Err(GrowError::OutOfFrames) => overflow(frame, addr, "no memory to grow the stack"),
+                Err(GrowError::ReservationExhausted) => overflow(frame, addr, "reservation used up"),
+            }
+        }
+        Some(StackArea::GuardPage { slot, .. }) if own_stack.is_some_and(|s| s.slot == slot) => {
+            overflow(frame, addr, "stack guard page hit")
+        }
+        Some(StackArea::GuardPage { slot, base, top }) => fault(
+            frame,
+            Some(format_args!(
+                "stack guard page hit: {access} at {addr:#x}, in the guard page of stack #{slot} ({base:#x}..{top:#x})"
+            )),
+        ),
+        Some(StackArea::SystemGuard { slot }) => crate::fatal::fatal_trap(
+            frame,
+            format_args!("stack guard page hit: {access} at {addr:#x}, in system stack #{slot}"),
+        ),
+        _ => fault(frame, Some(format_args!("page fault: {access} at {addr:#x} ({cause})"))),
+    }
+}
+
+/// The thread overflowed its stack (its guard page, or growth failed): the same report and
+/// outcome as the prologue check's.
+fn overflow(frame: &mut TrapFrame, addr: usize, why: &str) {
+    let g = frame.interrupted();
+    if !g.is_thread() || g.locks.load(core::sync::atomic::Ordering::Relaxed) > 0 || !frame.interrupts_were_enabled() {
+        fatal_overflow(frame, addr, why);
+    }
+    let (lo, hi) = g.stack_bounds();
+    crate::sched::percpu::this_cpu().counters.overflows.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    crate::println!(
+        "stack overflow in {}: rsp {:#x}, stack {lo:#x}..{hi:#x} (reserved from {:#x}), guard {:#x}",
+        crate::sched::thread::describe(g),
+        frame.rsp,
+        stack::reserved_lo(g),
+        lo + crate::sched::stackguard::STACK_GUARD
+    );
+    crate::println!("  caught by the page-fault handler at {addr:#x}: {why}");
+    crate::arch::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();
+    crate::sched::thread::kill_from_trap(
+        frame,
+        Death::StackOverflow { rsp: frame.rsp, lo: lo as u64, hi: hi as u64 },
+    );
+}
+
+fn fatal_overflow(frame: &TrapFrame, addr: usize, why: &str) -> ! {
+    crate::fatal::fatal_trap(frame, format_args!("stack overflow at {addr:#x} that cannot be handled: {why}"))
+}

@@ -1,0 +1,359 @@
+//! Stacks: reserved virtual regions with an unmapped guard page below, mapped from the top,
+//! grown in place on demand, and pooled for reuse.
+//!
+//! ```text
+//!   slot:  | guard page | ........ reservation ........ |
+//!          ^            ^ base      ^ mapped_lo          ^ top
+//!          unmapped      unmapped     mapped (initial size, grows downward)
+//! ```
+//!
+//! A thread's stack reserves `stack_max_kib` (default 256 KiB) and maps only its top
+//! `stack_init_kib` (default 4 KiB) at first. When the prologue check finds the stack pointer
+//! in the guard zone, the slow path calls `grow`, which maps more pages below `mapped_lo`
+//! (doubling the mapped size, like Go's stack doubling) and lowers the thread's `stack_lo` and
+//! guard. Growth happens in place because Rust code holds pointers into its stack, so a stack
+//! can never be moved as Go moves goroutine stacks. The growth path takes no lock except the
+//! frame allocator's: the page tables of every slot are created when the slot is first used
+//! (`paging::ensure_tables`) and only the owning thread's growth writes its leaf entries.
+//!
+//! System stacks (g0, interrupt, critical; one set per CPU) live in their own region, are
+//! fully mapped at once and never freed.
+//!
+//! Freed thread stacks go to a pool (up to `POOL_MAX`) for reuse, with their pages beyond the
+//! initial size unmapped first; past the pool's limit a stack's frames and slot are released.
+//! `release_cached` empties the pool and frees page tables no slot uses (memory pressure, and
+//! tests that compare frame counts with a baseline).
+//!
+//! Errors are values: running out of frames or address space is an `Err` for the caller.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use x86_64::structures::paging::PhysFrame;
+
+use crate::mm::frame::{self, OutOfFrames};
+use crate::mm::layout::{
+    PAGE_SIZE, SYSTEM_STACKS_SIZE, SYSTEM_STACKS_START, THREAD_STACKS_SIZE, THREAD_STACKS_START,
+};
+use crate::mm::vm::{OutOfAddressSpace, SlotRegion};
+use crate::mm::{paging, tlb};
+use crate::sched::g::G;
+use crate::sched::stackguard::{STACK_GUARD, is_poison};
+use crate::sync::spin::SpinLock;
+
+/// Default reservation of a thread stack.
+pub const DEFAULT_RESERVE: usize = 256 * 1024;
+/// Default initially mapped size of a thread stack.
+pub const DEFAULT_INITIAL: usize = 4 * 1024;
+/// Smallest reservation accepted.
+pub const MIN_RESERVE: usize = 8 * 1024;
+/// Stacks kept in the pool at most.
+pub const POOL_MAX: usize = 256;
+/// Reservation of every system stack slot.
+const SYSTEM_SLOT_RESERVE: usize = 64 * 1024;
+
+/// Why a stack could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackError {
+    OutOfFrames,
+    OutOfAddressSpace,
+}
+
+impl From<OutOfFrames> for StackError {
+    fn from(_: OutOfFrames) -> Self {
+        StackError::OutOfFrames
+    }
+}
+
+impl From<OutOfAddressSpace> for StackError {
+    fn from(_: OutOfAddressSpace) -> Self {
+        StackError::OutOfAddressSpace
+    }
+}
+
+/// Why a stack could not grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrowError {
+    /// The reservation is used up: a real stack overflow.
+    ReservationExhausted,
+    /// No frames for the new pages.
+    OutOfFrames,
+    /// Not now: the thread holds the frame allocator's lock. It runs on in its guard zone and
+    /// the next check after the lock is released grows the stack.
+    NotNow,
+}
+
+/// One stack. `Copy` so that a `G` can keep it in a `Cell`; ownership is still unique by
+/// convention (exactly one live copy is freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    /// Slot number in its region.
+    pub slot: usize,
+    /// Lowest reserved address (the guard page is just below).
+    pub base: usize,
+    /// Highest address + 1.
+    pub top: usize,
+    /// Lowest mapped address.
+    pub mapped_lo: usize,
+    /// Size mapped at allocation.
+    pub initial: usize,
+}
+
+impl Stack {
+    pub fn mapped_size(&self) -> usize {
+        self.top - self.mapped_lo
+    }
+
+    pub fn guard_page(&self) -> usize {
+        self.base - PAGE_SIZE
+    }
+}
+
+/// Sizes of thread stacks, from the command line.
+#[derive(Debug, Clone, Copy)]
+struct ThreadStackConfig {
+    reserve: usize,
+    initial: usize,
+}
+
+static THREAD_CONFIG: SpinLock<ThreadStackConfig> =
+    SpinLock::new(ThreadStackConfig { reserve: DEFAULT_RESERVE, initial: DEFAULT_INITIAL });
+
+static THREAD_REGION: SlotRegion = SlotRegion::new(THREAD_STACKS_START, THREAD_STACKS_SIZE);
+static SYSTEM_REGION: SlotRegion = SlotRegion::new(SYSTEM_STACKS_START, SYSTEM_STACKS_SIZE);
+
+static POOL: SpinLock<Vec<Stack>> = SpinLock::new(Vec::new());
+
+/// Counters for statistics.
+pub struct StackCounters {
+    /// Stacks handed out and not yet freed.
+    pub live: AtomicUsize,
+    /// Growth steps taken (slow path or page fault).
+    pub growths: AtomicU64,
+    /// Pages mapped for thread stacks now.
+    pub pages_mapped: AtomicUsize,
+}
+
+pub static COUNTERS: StackCounters =
+    StackCounters { live: AtomicUsize::new(0), growths: AtomicU64::new(0), pages_mapped: AtomicUsize::new(0) };
+
+/// Sets the thread-stack sizes (from `stack_max_kib=` / `stack_init_kib=`) and the slot sizes.
+/// Must run before the first stack is allocated.
+pub fn init(reserve: usize, initial: usize) {
+    let reserve = crate::mm::layout::page_round_up(reserve.max(MIN_RESERVE));
+    let initial = crate::mm::layout::page_round_up(initial.clamp(PAGE_SIZE, reserve));
+    *THREAD_CONFIG.lock() = ThreadStackConfig { reserve, initial };
+    THREAD_REGION.set_slot_size(reserve + PAGE_SIZE);
+    SYSTEM_REGION.set_slot_size(SYSTEM_SLOT_RESERVE + PAGE_SIZE);
+}
+
+/// The configured thread-stack sizes `(reservation, initial)`.
+pub fn thread_stack_sizes() -> (usize, usize) {
+    let c = *THREAD_CONFIG.lock();
+    (c.reserve, c.initial)
+}
+
+/// Maps fresh frames at `lo..hi` (page aligned) whose tables exist. On failure, unmaps what it
+/// mapped and frees those frames.
+fn map_stack_pages(lo: usize, hi: usize) -> Result<(), OutOfFrames> {
+    let mut addr = hi;
+    while addr > lo {
+        addr -= PAGE_SIZE;
+        match frame::alloc() {
+            // SAFETY: the slot's tables exist and only the slot's owner writes its entries.
+            Ok(f) => unsafe { paging::leaf_entry(addr) }.set_frame(f, paging::KERNEL_DATA),
+            Err(e) => {
+                unmap_stack_pages(addr + PAGE_SIZE, hi, false);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unmaps `lo..hi` of a stack and frees the frames, after flushing every CPU's TLB if
+/// `shootdown` (the stack may have run on other CPUs). Pages not mapped are skipped.
+fn unmap_stack_pages(lo: usize, hi: usize, shootdown: bool) -> usize {
+    let mut frames: Vec<PhysFrame> = Vec::new();
+    let mut addr = lo;
+    while addr < hi {
+        // SAFETY: the caller owns the stack; its tables exist.
+        let entry = unsafe { paging::leaf_entry(addr) };
+        if let Ok(f) = entry.frame() {
+            entry.set_unused();
+            frames.push(f);
+        }
+        addr += PAGE_SIZE;
+    }
+    if shootdown {
+        tlb::flush_everywhere(lo, hi);
+    } else {
+        tlb::flush_local(lo, hi);
+    }
+    let n = frames.len();
+    for f in frames {
+        frame::free(f);
+    }
+    n
+}
+
+/// Carves a fresh stack from `region`: a slot, its page tables, and `initial` mapped bytes.
+fn alloc_fresh(region: &SlotRegion, reserve: usize, initial: usize) -> Result<Stack, StackError> {
+    let slot_size = reserve + PAGE_SIZE;
+    let slot = region.alloc()?;
+    let (lo, hi) = region.range(slot, slot_size);
+    let stack = Stack { slot, base: lo + PAGE_SIZE, top: hi, mapped_lo: hi - initial, initial };
+    let mapped = paging::ensure_tables(stack.base, stack.top).and_then(|()| map_stack_pages(stack.mapped_lo, hi));
+    if let Err(e) = mapped {
+        region.release(slot);
+        return Err(e.into());
+    }
+    Ok(stack)
+}
+
+/// Allocates a thread stack: from the pool if it has one, else fresh.
+pub fn alloc() -> Result<Stack, StackError> {
+    let pooled = POOL.lock().pop();
+    let stack = match pooled {
+        Some(stack) => stack,
+        None => {
+            let (reserve, initial) = thread_stack_sizes();
+            let stack = match alloc_fresh(&THREAD_REGION, reserve, initial) {
+                Err(StackError::OutOfFrames) => {
+                    // Memory pressure: give back what the caches hold and try once more.
+                    release_cached();
+                    alloc_fresh(&THREAD_REGION, reserve, initial)?
+                }
+                other => other?,
+            };
+            COUNTERS.pages_mapped.fetch_add(initial / PAGE_SIZE, Ordering::Relaxed);
+            stack
+        }
+    };
+    COUNTERS.live.fetch_add(1, Ordering::Relaxed);
+    Ok(stack)
+}
+
+/// Frees a thread stack: pages beyond the initial size are unmapped, then the stack goes to
+/// the pool, or is released entirely if the pool is full. Must not be called on that stack.
+pub fn free(mut stack: Stack) {
+    COUNTERS.live.fetch_sub(1, Ordering::Relaxed);
+    let initial_lo = stack.top - stack.initial;
+    if stack.mapped_lo < initial_lo {
+        let n = unmap_stack_pages(stack.mapped_lo, initial_lo, true);
+        COUNTERS.pages_mapped.fetch_sub(n, Ordering::Relaxed);
+        stack.mapped_lo = initial_lo;
+    }
+    let mut pool = POOL.lock();
+    if pool.len() < POOL_MAX {
+        pool.push(stack);
+        return;
+    }
+    drop(pool);
+    release_stack(stack);
+}
+
+/// Unmaps a whole thread stack and gives its slot back.
+fn release_stack(stack: Stack) {
+    let n = unmap_stack_pages(stack.mapped_lo, stack.top, true);
+    COUNTERS.pages_mapped.fetch_sub(n, Ordering::Relaxed);
+    THREAD_REGION.release(stack.slot);
+}
+
+/// Empties the pool and frees the page tables of stack chunks no slot uses.
+pub fn release_cached() {
+    let pooled: Vec<Stack> = core::mem::take(&mut *POOL.lock());
+    for stack in pooled {
+        release_stack(stack);
+    }
+    let idle = THREAD_REGION.idle_chunks();
+    if !idle.is_empty() {
+        tlb::flush_all_everywhere();
+        for &(lo, hi) in &idle {
+            paging::free_empty_tables(lo, hi);
+        }
+    }
+    drop(idle);
+    THREAD_REGION.compact();
+}
+
+/// Number of stacks in the pool.
+pub fn pooled() -> usize {
+    POOL.lock().len()
+}
+
+/// Allocates a fully mapped system stack of `size` bytes (g0, interrupt, critical). Never
+/// freed.
+pub fn alloc_system(size: usize) -> Result<Stack, StackError> {
+    assert!(size <= SYSTEM_SLOT_RESERVE, "system stacks are at most {SYSTEM_SLOT_RESERVE} bytes");
+    let mut stack = alloc_fresh(&SYSTEM_REGION, SYSTEM_SLOT_RESERVE, size)?;
+    stack.base = stack.mapped_lo; // nothing below the mapped part is ever used
+    Ok(stack)
+}
+
+/// The lowest address `g`'s stack may ever grow to.
+pub fn reserved_lo(g: &G) -> usize {
+    let stack = g.stack.get();
+    stack.map(|s| s.base).unwrap_or_else(|| g.stack_bounds().0)
+}
+
+/// Grows the stack of thread `g` (not running: its context is saved, or it is in a page-fault
+/// handler) so that `sp` is at least `STACK_GUARD` above its lowest mapped address, doubling the
+/// mapped size at least. Lowers `g.stack_lo` and, unless a request is pending, `stackguard0`.
+///
+/// Runs on g0 or in the page-fault handler, with interrupts disabled.
+pub fn grow(g: &G, sp: usize) -> Result<(), GrowError> {
+    let Some(mut stack) = g.stack.get() else {
+        return Err(GrowError::ReservationExhausted);
+    };
+    if sp < stack.base + STACK_GUARD {
+        return Err(GrowError::ReservationExhausted);
+    }
+    if frame::held_by(g) {
+        return Err(GrowError::NotNow);
+    }
+    let doubled = stack.top.saturating_sub(2 * stack.mapped_size());
+    let needed = (sp - STACK_GUARD) & !(PAGE_SIZE - 1);
+    let new_lo = doubled.min(needed).max(stack.base);
+    if new_lo >= stack.mapped_lo {
+        return Ok(()); // already mapped (another path grew it)
+    }
+    map_stack_pages(new_lo, stack.mapped_lo).map_err(|_| GrowError::OutOfFrames)?;
+    COUNTERS.pages_mapped.fetch_add((stack.mapped_lo - new_lo) / PAGE_SIZE, Ordering::Relaxed);
+    COUNTERS.growths.fetch_add(1, Ordering::Relaxed);
+    stack.mapped_lo = new_lo;
+    g.stack.set(Some(stack));
+    g.stack_lo.store(new_lo, Ordering::Relaxed);
+    if !is_poison(g.stackguard0.load(Ordering::Relaxed)) {
+        g.stackguard0.store(new_lo + STACK_GUARD, Ordering::Relaxed);
+    }
+    g.stack_growths.fetch_add(1, Ordering::Relaxed);
+    crate::sched::percpu::this_cpu().counters.stack_growths.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Where a faulting address lies relative to the stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackArea {
+    /// In the guard page of thread-stack slot `slot` (covering `base..top`).
+    GuardPage { slot: usize, base: usize, top: usize },
+    /// In the reservation of thread-stack slot `slot`, not mapped.
+    Reservation { slot: usize, base: usize, top: usize },
+    /// In a system stack's guard page or unused reservation.
+    SystemGuard { slot: usize },
+}
+
+/// Classifies a faulting address that lies in a stack region.
+pub fn classify(addr: usize) -> Option<StackArea> {
+    let slot_size = THREAD_REGION.slot_size();
+    if let Some(slot) = THREAD_REGION.slot_of(addr, slot_size) {
+        let (lo, hi) = THREAD_REGION.range(slot, slot_size);
+        let base = lo + PAGE_SIZE;
+        return Some(if addr < base {
+            StackArea::GuardPage { slot, base, top: hi }
+        } else {
+            StackArea::Reservation { slot, base, top: hi }
+        });
+    }
+    SYSTEM_REGION.slot_of(addr, SYSTEM_REGION.slot_size()).map(|slot| StackArea::SystemGuard { slot })
+}

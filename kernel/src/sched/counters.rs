@@ -1,0 +1,91 @@
+//! Per-CPU counters: what the scheduler and the stack guards did, for statistics and tests.
+//!
+//! Each CPU increments only its own counters (relaxed atomics: no ordering is implied), so
+//! counting costs no shared cache line; readers sum over CPUs (`totals`).
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        pub struct CpuCounters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Address of the last breakpoint's trap frame (a test checks which stack it is on).
+            pub last_trap_frame: AtomicUsize,
+        }
+
+        /// A snapshot of counters summed over CPUs (or of one CPU).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Totals {
+            $(pub $name: u64,)*
+        }
+
+        impl CpuCounters {
+            pub const fn new() -> CpuCounters {
+                CpuCounters { $($name: AtomicU64::new(0),)* last_trap_frame: AtomicUsize::new(0) }
+            }
+
+            pub fn snapshot(&self) -> Totals {
+                Totals { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl Totals {
+            fn add(&mut self, other: &Totals) {
+                $(self.$name += other.$name;)*
+            }
+
+            /// `self - earlier`, field by field.
+            pub fn since(&self, earlier: &Totals) -> Totals {
+                Totals { $($name: self.$name.wrapping_sub(earlier.$name),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Threads created.
+    spawns,
+    /// Threads switched in (context switches).
+    switches,
+    /// Passes through the scheduler loop.
+    schedules,
+    /// Threads taken from another CPU's run queue.
+    steals,
+    /// Threads taken from the global run queue.
+    global_gets,
+    /// Times the CPU halted for lack of work.
+    idles,
+    /// Timer interrupts.
+    ticks,
+    /// Entries into the stack-guard slow path (`morestack`).
+    morestack,
+    /// Slow-path entries counted in count mode (hook coverage test).
+    hook_counted,
+    /// Preemption requests made (timer).
+    preempt_requests,
+    /// Preemptions taken at a prologue (cooperative).
+    preempt_coop,
+    /// Preemptions injected from the timer interrupt (asynchronous).
+    preempt_async,
+    /// Requests deferred because the thread held locks or had interrupts off.
+    preempt_deferred,
+    /// Stack overflows (threads killed, or fatal).
+    overflows,
+    /// Stack growth steps on this CPU.
+    stack_growths,
+    /// Breakpoint exceptions.
+    breakpoints,
+    /// CPU exceptions of any kind.
+    exceptions,
+    /// Wake-up IPIs sent to idle CPUs.
+    wakeups,
+}
+
+/// Counters summed over every online CPU.
+pub fn totals() -> Totals {
+    let mut t = Totals::default();
+    for cpu in crate::sched::percpu::online_cpus() {
+        t.add(&cpu.counters.snapshot());
+    }
+    t
+}

@@ -1,0 +1,215 @@
+//! The scheduler: Go's design in a kernel.
+//!
+//! Concepts (see docs/scheduler.md for diagrams):
+//! - A **thread** (`G`) is a kernel thread as cheap as a goroutine: a small record and a small
+//!   growable stack. Its states are Runnable -> Running -> (Waiting -> Runnable | Dead).
+//! - Each CPU has a **g0**: the scheduler's own context on its own stack. Every switch between
+//!   two threads goes through g0 (`mcall` from the thread, `gogo` to the next), and g0 is
+//!   never preempted.
+//! - Each CPU has a local run queue with a `runnext` slot; one global queue is shared; idle
+//!   CPUs steal (`runq`).
+//! - **park/ready** is the one way to block: every blocking operation (channels, mutexes,
+//!   sleep, join) parks the thread under the lock of the thing it waits on, and whoever makes
+//!   the condition true readies it. `park` releases that lock only on g0, after the thread is
+//!   marked Waiting, so a concurrent `ready` can never be lost.
+//! - **Preemption** is requested by poisoning `stackguard0` (`preempt`, `stackguard`); it
+//!   happens at the thread's next prologue, or, for a thread in a tight loop, from the timer
+//!   interrupt.
+//!
+//! Rejected designs: per-thread kernel stacks switched directly thread-to-thread (simpler, but
+//! the scheduler would run on the outgoing thread's stack, and a stack overflow there could
+//! not be reported); a single global run queue (simple, but every switch would contend for
+//! one lock -- the per-CPU rings keep the common case lock-free).
+//!
+//! Interrupt handlers never ready threads: they only request preemption. So run-queue and
+//! timer operations run either on g0 (interrupts off) or in a thread with interrupts off.
+
+pub mod counters;
+pub mod g;
+pub mod percpu;
+pub mod preempt;
+pub mod runq;
+pub mod stackguard;
+pub mod thread;
+pub mod timer;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::arch::cpu::IrqGuard;
+use crate::arch::switch::{gogo, mcall};
+use crate::sched::g::{G, GState, WaitReason};
+use crate::sched::percpu::{PerCpu, current, this_cpu};
+use crate::sched::runq::{GLOBAL, GLOBAL_LEN};
+use crate::sync::spin::ParkUnlock;
+
+pub use thread::{JoinHandle, spawn, try_spawn};
+
+/// Set once CPU 0 runs the scheduler: from then on threads exist and may die alone.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Does the scheduler run yet?
+pub fn is_running() -> bool {
+    RUNNING.load(Ordering::Acquire)
+}
+
+/// Turns this CPU into a scheduler: its g0 record describes the current stack from now on,
+/// and it starts picking threads. Never returns.
+///
+/// Must be called on the CPU's g0 stack with interrupts disabled.
+pub fn run_scheduler(cpu: &'static PerCpu) -> ! {
+    cpu.online.store(true, Ordering::Release);
+    RUNNING.store(true, Ordering::Release);
+    schedule()
+}
+
+/// Queues `g` on `cpu` (whose owner we are, interrupts off), spilling to the global queue if
+/// the local ring is full, and wakes an idle CPU to take it if there is one.
+pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
+    if let Some(batch) = cpu.runq.put(g, next) {
+        GLOBAL.lock().push_batch(&batch);
+    }
+    crate::arch::smp::wake_idle_cpu(cpu);
+}
+
+/// Makes waiting thread `g` runnable, in this CPU's `runnext` slot (Go's `ready`).
+pub fn ready(g: &'static G) {
+    g.transition(GState::Waiting, GState::Runnable);
+    g.wait_reason.set(WaitReason::None);
+    let _irq = IrqGuard::new();
+    runq_put(this_cpu(), g, true);
+}
+
+/// Parks the current thread until someone calls `ready` on it (Go's `gopark`).
+///
+/// If `lock` is given, the caller holds it (through a guard given up with `into_parked`); it
+/// is released on g0 after the thread is marked Waiting. The thread must hold no other lock.
+pub fn park(reason: WaitReason, lock: Option<&dyn ParkUnlock>) {
+    let g = current();
+    g.wait_reason.set(reason);
+    // SAFETY: only `park_m`, for this same thread, reads the slot; the lock outlives the
+    // park (the caller holds it), so erasing its lifetime for the hand-over is sound.
+    unsafe { *g.park_lock.get() = lock.map(|l| core::mem::transmute::<&dyn ParkUnlock, *const dyn ParkUnlock>(l)) };
+    // SAFETY: called by a thread; it resumes here when readied.
+    unsafe { mcall(park_m) };
+}
+
+extern "C" fn park_m(g: &'static G) -> ! {
+    g.transition(GState::Running, GState::Waiting);
+    // SAFETY: written by `park` for this thread just before the switch.
+    if let Some(lock) = unsafe { (*g.park_lock.get()).take() } {
+        // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
+        let released = unsafe { (*lock).unlock_parked() };
+        g.locks.fetch_sub(released, Ordering::Relaxed);
+    }
+    assert!(g.locks.load(Ordering::Relaxed) == 0, "thread {} parked holding a spin lock", g.id.get());
+    schedule()
+}
+
+/// Lets other threads run; the current one goes to the back of this CPU's queue (Go's
+/// `Gosched`).
+pub fn yield_now() {
+    // SAFETY: called by a thread.
+    unsafe { mcall(yield_m) };
+}
+
+extern "C" fn yield_m(g: &'static G) -> ! {
+    g.transition(GState::Running, GState::Runnable);
+    let cpu = this_cpu();
+    runq_put(cpu, g, false);
+    schedule()
+}
+
+/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
+pub fn preempt_m(g: &'static G) -> ! {
+    g.transition(GState::Running, GState::Runnable);
+    GLOBAL.lock().push(g as *const G as *mut G);
+    schedule()
+}
+
+/// Picks the next thread for this CPU and switches to it. Runs on g0 with interrupts off.
+pub fn schedule() -> ! {
+    let cpu = this_cpu();
+    debug_assert!(cpu.is_g0(current()), "schedule() called off g0");
+    debug_assert!(!crate::arch::cpu::interrupts_enabled(), "schedule() with interrupts on");
+    let (g, inherit) = find_runnable(cpu);
+    execute(cpu, g, inherit)
+}
+
+/// Runs `g` on `cpu`. With `inherit` it keeps the current time slice (it came from `runnext`).
+fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
+    g.transition(GState::Runnable, GState::Running);
+    if !inherit {
+        preempt::start_slice(cpu);
+    }
+    cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
+    g.switches.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
+    unsafe { gogo(g) }
+}
+
+/// Finds a runnable thread, halting until one appears (Go's `findRunnable`).
+fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
+    loop {
+        let tick = cpu.schedtick.fetch_add(1, Ordering::Relaxed) + 1;
+        cpu.counters.schedules.fetch_add(1, Ordering::Relaxed);
+        timer::run_expired(cpu);
+
+        // Fairness: every 61st pass, the global queue first.
+        if tick % 61 == 0 && GLOBAL_LEN.load(Ordering::Relaxed) > 0 {
+            if let Some(g) = GLOBAL.lock().pop() {
+                cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
+                return (g, false);
+            }
+        }
+        if let Some(found) = cpu.runq.get() {
+            return found;
+        }
+        if GLOBAL_LEN.load(Ordering::Relaxed) > 0 {
+            if let Some(g) = take_from_global(cpu) {
+                return (g, false);
+            }
+        }
+        if let Some(g) = crate::arch::smp::steal(cpu) {
+            cpu.counters.steals.fetch_add(1, Ordering::Relaxed);
+            return (g, false);
+        }
+        idle(cpu);
+    }
+}
+
+/// Takes one thread from the global queue, plus a fair share into the local ring.
+fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
+    let mut global = GLOBAL.lock();
+    let first = global.pop()?;
+    cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
+    let cpus = percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
+    let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
+    for _ in 0..share {
+        match global.pop() {
+            Some(g) => {
+                let spilled = cpu.runq.put(g, false);
+                debug_assert!(spilled.is_none(), "local ring overflowed while refilling");
+            }
+            None => break,
+        }
+    }
+    Some(first)
+}
+
+/// Nothing to run: halt until an interrupt (a timer tick or a wake-up IPI).
+fn idle(cpu: &PerCpu) {
+    cpu.counters.idles.fetch_add(1, Ordering::Relaxed);
+    cpu.idle.store(true, Ordering::SeqCst);
+    // Re-check after announcing that we are idle: work queued before the store was visible
+    // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
+    let work = !cpu.runq.is_empty() || GLOBAL_LEN.load(Ordering::SeqCst) > 0 || timer::due(cpu);
+    if !work {
+        crate::arch::cpu::enable_and_halt_then_disable();
+    }
+    cpu.idle.store(false, Ordering::SeqCst);
+}
+
+/// Puts the current thread to sleep for at least `duration`.
+pub fn sleep(duration: core::time::Duration) {
+    timer::sleep_until(crate::time::now().saturating_add(duration));
+}

@@ -1,0 +1,152 @@
+//! Preemption: the non-preemptible depth, the timer's requests, and asynchronous preemption.
+//!
+//! Cooperative preemption (Go's sysmon + `stackPreempt`): on each timer tick, if the running
+//! thread has used its quantum (`quantum_ms=`, default 10), or a timer is due, the tick sets
+//! the thread's `preempt` flag and poisons its `stackguard0`; the thread yields at its next
+//! prologue (`stackguard::newstack`).
+//!
+//! Asynchronous preemption (Go 1.14's answer to tight loops without calls): if a request is
+//! still pending a further quantum later and the thread is preemptible, the tick makes the
+//! interrupted thread "call" `arch::switch::async_preempt_entry` by pushing its `rip` on its
+//! stack; that routine saves every register and yields.
+//!
+//! Modes (`preempt=`): `off` (no requests at all), `coop` (requests only), `async` (default:
+//! requests, then injection). g0 and interrupt contexts are never asked, in any mode.
+//!
+//! The non-preemptible depth (`G::locks`, Go's `m.locks`) is raised by spin locks; a request
+//! that finds it non-zero is deferred, and `enable` re-arms it when the depth returns to zero,
+//! so no request is lost.
+
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::arch::switch::{ASYNC_PREEMPT_STACK, async_preempt_entry, mcall};
+use crate::arch::trap::TrapFrame;
+use crate::sched::percpu::{PerCpu, current, this_cpu};
+use crate::sched::stackguard::STACK_PREEMPT;
+
+/// How the timer preempts (`preempt=` on the command line).
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Off = 0,
+    Coop = 1,
+    Async = 2,
+}
+
+static MODE: AtomicU8 = AtomicU8::new(Mode::Async as u8);
+/// Quantum in timer ticks.
+static QUANTUM_TICKS: AtomicU64 = AtomicU64::new(10);
+/// Per CPU: the tick at which the current time slice started.
+static SLICE_START: [AtomicU64; crate::sched::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::sched::percpu::MAX_CPUS];
+/// Per CPU: timer ticks so far.
+static TICKS: [AtomicU64; crate::sched::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::sched::percpu::MAX_CPUS];
+
+pub fn configure(mode: Mode, quantum_ms: u64) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+    let ticks = (quantum_ms * crate::arch::apic::HZ / 1000).max(1);
+    QUANTUM_TICKS.store(ticks, Ordering::Relaxed);
+}
+
+pub fn mode() -> Mode {
+    match MODE.load(Ordering::Relaxed) {
+        0 => Mode::Off,
+        1 => Mode::Coop,
+        _ => Mode::Async,
+    }
+}
+
+/// Raises the current context's non-preemptible depth.
+#[inline(always)]
+pub fn disable() {
+    let g = current();
+    g.locks.store(g.locks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Lowers the depth; at zero, re-arms a pending preemption request (Go's `releasem`).
+#[inline(always)]
+pub fn enable() {
+    let g = current();
+    let depth = g.locks.load(Ordering::Relaxed);
+    debug_assert!(depth > 0, "preempt::enable without disable");
+    g.locks.store(depth - 1, Ordering::Relaxed);
+    if depth == 1 && g.preempt.load(Ordering::Relaxed) {
+        g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+    }
+}
+
+/// A new time slice starts on `cpu` (called by the scheduler when it switches threads).
+pub fn start_slice(cpu: &PerCpu) {
+    let id = cpu.id as usize;
+    SLICE_START[id].store(TICKS[id].load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// The timer interrupt: count the tick, and request or force preemption of the running thread.
+pub fn timer_tick(frame: &mut TrapFrame) {
+    let cpu = this_cpu();
+    let id = cpu.id as usize;
+    cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
+    let now = TICKS[id].fetch_add(1, Ordering::Relaxed) + 1;
+    let mode = mode();
+    let g = frame.interrupted();
+    if mode == Mode::Off || !g.is_thread() {
+        return;
+    }
+    if !g.preempt.load(Ordering::Relaxed) {
+        let used = now - SLICE_START[id].load(Ordering::Relaxed);
+        if used >= QUANTUM_TICKS.load(Ordering::Relaxed) || crate::sched::timer::due(cpu) {
+            g.request_preempt(now);
+            cpu.counters.preempt_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    // A request is pending. Re-arm it (a deferral may have restored the real guard) and, in
+    // async mode, force it if it has waited a whole further quantum.
+    g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+    let waited = now - g.preempt_tick.load(Ordering::Relaxed);
+    if mode == Mode::Async && waited >= QUANTUM_TICKS.load(Ordering::Relaxed) {
+        inject_async_preemption(frame);
+    }
+}
+
+/// Makes the interrupted thread call `async_preempt_entry` when the interrupt returns, if it
+/// is preemptible and has room on its stack.
+fn inject_async_preemption(frame: &mut TrapFrame) {
+    let g = frame.interrupted();
+    let (lo, _) = g.stack_bounds();
+    let rsp = frame.rsp as usize;
+    if g.locks.load(Ordering::Relaxed) > 0 || !frame.interrupts_were_enabled() || rsp < lo + ASYNC_PREEMPT_STACK {
+        this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let new_rsp = rsp - 8;
+    // SAFETY: `new_rsp` is inside the thread's mapped stack (checked above), below its live
+    // data (no red zone in the kernel ABI).
+    unsafe { (new_rsp as *mut u64).write(frame.rip) };
+    frame.rsp = new_rsp as u64;
+    frame.rip = async_preempt_entry as usize as u64;
+    // The routine yields explicitly: keep its own prologue from taking the request first.
+    g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+    this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Called (as the thread) by `async_preempt_entry`: yield to the global queue if the request
+/// is still pending.
+pub extern "C" fn async_preempted() {
+    let g = current();
+    if g.preempt.swap(false, Ordering::Relaxed) {
+        g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+        // SAFETY: called by a thread, which resumes here.
+        unsafe { mcall(async_preempt_m) };
+    }
+}
+
+extern "C" fn async_preempt_m(g: &'static crate::sched::g::G) -> ! {
+    crate::sched::preempt_m(g)
+}
+
+/// Timer ticks so far on CPU `id`.
+pub fn ticks(id: usize) -> u64 {
+    TICKS[id].load(Ordering::Relaxed)
+}

@@ -1,0 +1,282 @@
+//! Software stack guards: the prologue hook (`mcount`), its slow path (`morestack` ->
+//! `newstack`), and the poison values that turn the check into a request.
+//!
+//! The kernel is compiled with `-Z instrument-mcount`, so every non-inlined function calls
+//! `mcount` right after its prologue has allocated its frame. The hook compares the stack
+//! pointer with `curg.stackguard0`:
+//!
+//! ```text
+//!   mcount:  mov  rax, gs:[curg]        ; the running context's G
+//!            cmp  rsp, [rax]            ; G.stackguard0
+//!            jb   morestack             ; below the guard: slow path
+//!            ret
+//! ```
+//!
+//! `stackguard0` normally holds `stack_lo + STACK_GUARD`; the zone between `stack_lo` and the
+//! guard is the room the slow path and any frame allocated before its check may use. To ask a
+//! thread to do something at its next call, another party stores a *poison* value (at or
+//! above `STACK_POISON_MIN`, above any real stack address) into `stackguard0`: the next check
+//! fails whatever the stack pointer, and the slow path reads the request. As in Go:
+//! `STACK_PREEMPT` asks the thread to yield; `STACK_COUNT` (tests only) asks the slow path to
+//! count the entry and keep the poison, so that every prologue is counted.
+//!
+//! The slow path (`morestack`, assembly) saves the thread's context as `mcall` does and calls
+//! `newstack` on the CPU's g0 stack. `newstack` decides, in this order:
+//! 1. Stack overflow, judged from the saved stack pointer against the *real* bound
+//!    (`stack_lo + STACK_GUARD`), never from `stackguard0` (a poison hides the bound, and the
+//!    hook returns into the function body without re-checking). First try to grow the stack
+//!    in place (`mm::stack::grow`); if its reservation is used up, the thread dies with an
+//!    overflow report -- or, if it holds locks, the kernel stops.
+//! 2. A preemption request: if the thread is preemptible (no locks, interrupts on) it goes to
+//!    the global run queue (Go's `gopreempt_m`); otherwise the real guard is restored and the
+//!    request stays pending, re-armed when the last lock is released (`sched::preempt`).
+//! 3. Otherwise (a count request, or a request already served) the thread just continues.
+//!
+//! g0, the interrupt context and the critical context are never preempted and never grow: if
+//! their check fails, it is a fatal overflow, reported with the check disabled.
+
+use core::sync::atomic::Ordering;
+
+use crate::arch::backtrace::Backtrace;
+use crate::arch::switch::gogo;
+use crate::sched::g::{
+    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX,
+    OFF_KIND, OFF_STACK_HI,
+};
+use crate::sched::percpu::{OFF_CURG, OFF_G0, this_cpu};
+
+/// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
+/// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
+/// plus what `morestack` pushes, plus the code that runs with the check deferred (holding the
+/// frame allocator's lock while a growth is pending).
+pub const STACK_GUARD: usize = 2048;
+
+/// Values at or above this are requests, not bounds (Go's `stackPoisonMin`).
+pub const STACK_POISON_MIN: usize = (-4096isize) as usize;
+/// "Yield at your next call" (Go's `stackPreempt`).
+pub const STACK_PREEMPT: usize = (-1314isize) as usize;
+/// Tests only: "count every prologue in the slow path and stay poisoned".
+pub const STACK_COUNT: usize = (-1400isize) as usize;
+
+pub const fn is_poison(guard: usize) -> bool {
+    guard >= STACK_POISON_MIN
+}
+
+// The hook. Register contract: called (plain C ABI, no arguments) by every instrumented
+// function after its prologue; may clobber rax, rcx, rdx, rsi, rdi, r8-r11 and flags; keeps
+// rbx, rbp, r12-r15; `rsp` on entry is the caller's frame bottom minus 8 (the return address).
+//
+// With the `always-preempt` feature the hook first poisons the guard of a thread (never of g0
+// or a handler context) unless it is already poisoned, like Go's `mayMoreStackPreempt`: every
+// prologue of a preemptible thread then enters the slow path and may switch.
+#[cfg(not(feature = "always-preempt"))]
+core::arch::global_asm!(
+    ".section .text.mcount, \"ax\"",
+    ".global mcount",
+    "mcount:",
+    "    mov rax, gs:[{curg}]",
+    "    cmp rsp, [rax]",
+    "    jb {morestack}",
+    "    ret",
+    curg = const OFF_CURG,
+    morestack = sym morestack,
+);
+
+#[cfg(feature = "always-preempt")]
+core::arch::global_asm!(
+    ".section .text.mcount, \"ax\"",
+    ".global mcount",
+    "mcount:",
+    "    mov rax, gs:[{curg}]",
+    "    cmp byte ptr [rax + {kind}], {thread}",
+    "    jne 1f",
+    "    cmp qword ptr [rax], {poison_min}",
+    "    jae 1f",
+    "    mov qword ptr [rax], {preempt}",
+    "1:  cmp rsp, [rax]",
+    "    jb {morestack}",
+    "    ret",
+    curg = const OFF_CURG,
+    kind = const OFF_KIND,
+    thread = const GKind::Thread as u8,
+    poison_min = const STACK_POISON_MIN as i64 as i32,
+    preempt = const STACK_PREEMPT as i64 as i32,
+    morestack = sym morestack,
+);
+
+/// The slow path's entry, jumped to from the hook.
+///
+/// Register contract: `rax` = curg; `[rsp]` = the hook's return address into the instrumented
+/// function; caller-saved registers are free. For a thread: saves its context (resuming it
+/// later returns into the function body) and calls `newstack(g)` on g0. For any other context:
+/// disables the check (`curg` = the fatal context) and reports a fatal overflow.
+#[unsafe(naked)]
+unsafe extern "C" fn morestack() {
+    core::arch::naked_asm!(
+        "cmp byte ptr [rax + {kind}], {thread}",
+        "jne 2f",
+        "pushfq",
+        "cli",
+        "pop qword ptr [rax + {ctx} + {rflags}]",
+        "mov [rax + {ctx} + {rsp}], rsp",
+        "mov [rax + {ctx} + {rbx}], rbx",
+        "mov [rax + {ctx} + {rbp}], rbp",
+        "mov [rax + {ctx} + {r12}], r12",
+        "mov [rax + {ctx} + {r13}], r13",
+        "mov [rax + {ctx} + {r14}], r14",
+        "mov [rax + {ctx} + {r15}], r15",
+        "mov rdx, gs:[{g0}]",
+        "mov gs:[{curg}], rdx",
+        "mov rsp, [rdx + {stack_hi}]",
+        "xor ebp, ebp",
+        "mov rdi, rax",
+        "call {newstack}",
+        "ud2",
+        // Not a thread: g0, interrupt or critical context overflowed. Stay on this stack (the
+        // guard zone is left) but turn the check off before any Rust runs.
+        "2:",
+        "cli",
+        "mov rdi, rax",
+        "mov rsi, rsp",
+        "mov rdx, rbp",
+        "mov rcx, [rsp]",
+        "call {system_overflow}",
+        "ud2",
+        kind = const OFF_KIND,
+        thread = const GKind::Thread as u8,
+        curg = const OFF_CURG,
+        g0 = const OFF_G0,
+        stack_hi = const OFF_STACK_HI,
+        ctx = const OFF_CTX,
+        rsp = const CTX_RSP,
+        rbx = const CTX_RBX,
+        rbp = const CTX_RBP,
+        r12 = const CTX_R12,
+        r13 = const CTX_R13,
+        r14 = const CTX_R14,
+        r15 = const CTX_R15,
+        rflags = const CTX_RFLAGS,
+        newstack = sym newstack,
+        system_overflow = sym system_overflow_entry,
+    )
+}
+
+/// Turns the check off for a fatal report of a system-stack overflow, then reports.
+///
+/// Register contract: `rdi` = the overflowed context, `rsi` = its `rsp`, `rdx` = its `rbp`,
+/// `rcx` = the return address into the overflowing function. Never returns.
+#[unsafe(naked)]
+unsafe extern "C" fn system_overflow_entry(g: &G, rsp: usize, rbp: usize, rip: usize) -> ! {
+    core::arch::naked_asm!(
+        "lea rax, [rip + {gfatal}]",
+        "mov gs:[{curg}], rax",
+        "jmp {report}",
+        gfatal = sym SYSTEM_OVERFLOW_G,
+        curg = const OFF_CURG,
+        report = sym system_overflow,
+    )
+}
+
+/// The context a system-stack overflow is reported in until the fatal path switches stacks
+/// (checks disabled: `stackguard0` = 0).
+static SYSTEM_OVERFLOW_G: G = G::system(GKind::Critical);
+
+extern "C" fn system_overflow(g: &G, rsp: usize, rbp: usize, rip: usize) -> ! {
+    let (lo, hi) = g.stack_bounds();
+    let which = match g.kind {
+        GKind::Scheduler => "the scheduler stack (g0)",
+        GKind::Interrupt => "the interrupt stack",
+        _ => "a critical-handler stack",
+    };
+    crate::fatal::fatal_with_trace(
+        format_args!(
+            "stack overflow on {which} of CPU {}: rsp {rsp:#x}, stack {lo:#x}..{hi:#x}, guard {:#x}",
+            crate::sched::percpu::this_cpu_unchecked().id,
+            lo + STACK_GUARD
+        ),
+        &Backtrace::from_frame(rip.saturating_sub(1), rbp, lo, hi),
+    )
+}
+
+/// The slow path, on g0 with interrupts disabled; `g` is the thread whose check failed, its
+/// context saved. Ends by resuming `g` or by scheduling another thread.
+extern "C" fn newstack(g: &'static G) -> ! {
+    let cpu = this_cpu();
+    cpu.counters.morestack.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `g` is switched out (its context was just saved) and we are its CPU's g0.
+    let ctx = unsafe { g.context() };
+    let sp = ctx.rsp;
+    let (lo, hi) = g.stack_bounds();
+    g.stack_peak.fetch_max(hi - sp, Ordering::Relaxed);
+
+    // 1. Overflow, judged against the real bound whatever stackguard0 holds.
+    if sp < lo + STACK_GUARD {
+        if crate::mm::stack::grow(g, sp).is_err() {
+            overflow(g, sp);
+        }
+    }
+
+    // 2. Requests.
+    let guard = g.stackguard0.load(Ordering::Relaxed);
+    if guard == STACK_COUNT {
+        cpu.counters.hook_counted.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `g` is ready to resume (context saved, state Running).
+        unsafe { gogo(g) };
+    }
+    if g.preempt.load(Ordering::Relaxed) || guard == STACK_PREEMPT {
+        let preemptible =
+            g.locks.load(Ordering::Relaxed) == 0 && ctx.rflags & (1 << 9) != 0;
+        g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+        if preemptible {
+            g.preempt.store(false, Ordering::Relaxed);
+            cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
+            crate::sched::preempt_m(g);
+        }
+        // Keep the request pending; `preempt::enable` re-arms it when the last lock goes.
+        cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
+    unsafe { gogo(g) }
+}
+
+/// The thread crossed the end of its stack reservation: report and kill it, or stop the kernel
+/// if it holds locks (what they protect may be half-changed).
+fn overflow(g: &'static G, sp: usize) -> ! {
+    let cpu = this_cpu();
+    cpu.counters.overflows.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `g` is switched out; we are its CPU's g0.
+    let ctx = unsafe { g.context() };
+    let (lo, hi) = g.stack_bounds();
+    // SAFETY: `sp` points at the hook's return address, inside the thread's mapped stack.
+    let rip = unsafe { *(sp as *const usize) };
+    let trace = Backtrace::from_frame(rip - 1, ctx.rbp, lo, hi);
+    let what = format_args!(
+        "stack overflow in {}: rsp {sp:#x}, stack {lo:#x}..{hi:#x} (reserved from {:#x}), guard {:#x}",
+        crate::sched::thread::describe(g),
+        crate::mm::stack::reserved_lo(g),
+        lo + STACK_GUARD
+    );
+    if g.locks.load(Ordering::Relaxed) > 0 {
+        crate::fatal::fatal_with_trace(format_args!("{what} while holding a lock"), &trace);
+    }
+    crate::println!("{what}");
+    trace.print();
+    crate::sched::thread::kill_on_g0(
+        g,
+        crate::sched::thread::Death::StackOverflow { rsp: sp as u64, lo: lo as u64, hi: hi as u64 },
+    )
+}
+
+/// Arms count mode on the current thread: until `count_stop`, every prologue enters the slow
+/// path and is counted in `CpuCounters::hook_counted`. Inline (no prologue of its own).
+#[inline(always)]
+pub fn count_start() {
+    crate::sched::percpu::current().stackguard0.store(STACK_COUNT, Ordering::Relaxed);
+}
+
+/// Disarms count mode. Inline (no prologue of its own).
+#[inline(always)]
+pub fn count_stop() {
+    let g = crate::sched::percpu::current();
+    g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+}

@@ -1,0 +1,16 @@
+//! Synchronisation: kernel spin locks, and Go's primitives for threads -- channels with
+//! `select!`, a sleeping `Mutex`, `WaitGroup`, `Once`. Every blocking primitive is built on
+//! `sched::park`/`sched::ready`.
+
+pub mod chan;
+pub mod mutex;
+pub mod once;
+pub mod select;
+pub mod spin;
+pub mod waitgroup;
+pub mod waitq;
+
+pub use chan::{Chan, chan};
+pub use mutex::Mutex;
+pub use once::Once;
+pub use waitgroup::WaitGroup;

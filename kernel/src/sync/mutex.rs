@@ -1,0 +1,125 @@
+//! A sleeping mutex: a short spin, then the waiter parks (Go's `sync.Mutex`, simplified).
+//!
+//! The state word is 0 (unlocked), 1 (locked) or 2 (locked, and threads may be parked). Lock
+//! and unlock are a single atomic instruction each when uncontended, inlined into the caller.
+//! A contended locker spins briefly, then sets the word to 2 under the wait-queue lock and
+//! parks; an unlocker that finds 2 wakes one waiter, which tries again. (A thread holding this
+//! mutex can be preempted and can park: unlike a spin lock it does not raise the
+//! non-preemptible depth.)
+//!
+//! Invariant: if any thread is parked in `waiters`, the state is 2 or a wake-up is on its way.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sched::g::WaitReason;
+use crate::sched::percpu::current;
+use crate::sync::spin::SpinLock;
+use crate::sync::waitq::{WaitNode, WaitQueue};
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const CONTENDED: u32 = 2;
+
+/// Spins before parking.
+const SPINS: u32 = 64;
+
+pub struct Mutex<T> {
+    state: AtomicU32,
+    waiters: SpinLock<WaitQueue>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the mutex gives one thread at a time access to the data.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Mutex<T> {}
+
+#[must_use]
+pub struct MutexGuard<'a, T> {
+    mutex: &'a Mutex<T>,
+}
+
+impl<T> Mutex<T> {
+    pub const fn new(value: T) -> Mutex<T> {
+        Mutex { state: AtomicU32::new(UNLOCKED), waiters: SpinLock::new(WaitQueue::new()), data: UnsafeCell::new(value) }
+    }
+
+    /// Locks the mutex, parking while another thread holds it.
+    #[inline(always)]
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        if self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.lock_slow();
+        }
+        MutexGuard { mutex: self }
+    }
+
+    /// Locks the mutex if it is free.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| MutexGuard { mutex: self })
+    }
+
+    #[inline(never)]
+    fn lock_slow(&self) {
+        for _ in 0..SPINS {
+            if self.state.load(Ordering::Relaxed) == UNLOCKED
+                && self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return;
+            }
+            crate::arch::cpu::relax();
+        }
+        loop {
+            let mut waiters = self.waiters.lock();
+            // Announce a waiter; if the mutex was free meanwhile, we own it (marked contended,
+            // which costs at most one needless wake-up).
+            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+                return;
+            }
+            let node = WaitNode::new(current());
+            waiters.push(&node);
+            crate::sched::park(WaitReason::MutexLock, Some(waiters.into_parked()));
+        }
+    }
+
+    #[inline(always)]
+    fn unlock(&self) {
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            self.wake_one();
+        }
+    }
+
+    #[inline(never)]
+    fn wake_one(&self) {
+        let next = self.waiters.lock().pop();
+        if let Some(g) = next {
+            crate::sched::ready(g);
+        }
+    }
+}
+
+impl<T> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the mutex is held.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, exclusively.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.mutex.unlock();
+    }
+}

@@ -1,0 +1,243 @@
+//! Kernel spin locks that make their holder non-preemptible.
+//!
+//! A thread spinning on a lock makes no calls, so it never reaches a prologue and can never be
+//! preempted cooperatively; if the holder were preempted, the spinner would spin for its whole
+//! time slice (or forever, on one CPU). So, as in Go (`m.locks`), taking a spin lock raises the
+//! holder's non-preemptible depth (`G::locks`) and releasing the last one re-arms any preemption
+//! request that arrived meanwhile (`sched::preempt`).
+//!
+//! Two kinds:
+//! - `SpinLock<T>`: for data never touched by interrupt handlers. Taking it in a handler is a
+//!   bug (the handler could spin on a lock its own interrupted thread holds), caught in debug
+//!   builds.
+//! - `IrqSpinLock<T>`: also disables interrupts while held, so handlers may take it too. Rule
+//!   (checked by review): any lock a handler takes is an `IrqSpinLock` everywhere.
+//!
+//! Lock order (outer first): run-queue and timer locks, then channel/mutex wait-queue locks,
+//! then the heap, then frames, then the console. A lock is never held across `park`, except
+//! the one `park` itself releases on g0.
+
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+
+use crate::arch::cpu::IrqGuard;
+use crate::sched::preempt;
+
+/// A spin lock that raises the holder's non-preemptible depth.
+pub struct SpinLock<T> {
+    inner: spin::mutex::SpinMutex<T>,
+}
+
+/// Proof that a `SpinLock` is held. Not `Send`: it must be released on the CPU that took it.
+#[must_use]
+pub struct SpinGuard<'a, T> {
+    guard: ManuallyDrop<spin::mutex::SpinMutexGuard<'a, T>>,
+    lock: &'a SpinLock<T>,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl<T> SpinLock<T> {
+    pub const fn new(value: T) -> SpinLock<T> {
+        SpinLock { inner: spin::mutex::SpinMutex::new(value) }
+    }
+
+    /// Takes the lock, spinning until it is free.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        debug_assert!(
+            crate::sched::percpu::current().kind != crate::sched::g::GKind::Interrupt,
+            "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
+        );
+        preempt::disable();
+        SpinGuard {
+            guard: ManuallyDrop::new(self.inner.lock()),
+            lock: self,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+
+    /// Takes the lock if it is free.
+    #[inline]
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        preempt::disable();
+        match self.inner.try_lock() {
+            Some(guard) => Some(SpinGuard {
+                guard: ManuallyDrop::new(guard),
+                lock: self,
+                _not_send: core::marker::PhantomData,
+            }),
+            None => {
+                preempt::enable();
+                None
+            }
+        }
+    }
+
+    /// Takes the lock without a guard (for `select!`, which holds several locks at once and
+    /// releases them with `unlock_raw` or through `park`).
+    pub fn lock_raw(&self) {
+        preempt::disable();
+        core::mem::forget(self.inner.lock());
+    }
+
+    /// Releases a lock taken with `lock_raw`.
+    ///
+    /// # Safety
+    /// The caller took it with `lock_raw` and has not released it.
+    pub unsafe fn unlock_raw(&self) {
+        // SAFETY: by the contract the caller holds the lock without a guard.
+        unsafe { self.inner.force_unlock() };
+        preempt::enable();
+    }
+
+    /// The protected data, for a holder of a raw lock.
+    ///
+    /// # Safety
+    /// The caller holds the lock (taken with `lock_raw`) and no other reference to the data.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn data_raw(&self) -> &mut T {
+        // SAFETY: by the contract access is exclusive.
+        unsafe { &mut *self.inner.as_mut_ptr() }
+    }
+
+    /// Is the lock held by anyone now? (A hint: it may change at once.)
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// Releases the lock without a guard.
+    ///
+    /// # Safety
+    /// Only for fatal reports: the holder must never run again.
+    pub unsafe fn force_unlock(&self) {
+        // SAFETY: by the caller's contract nobody uses the guard it held.
+        unsafe { self.inner.force_unlock() }
+    }
+}
+
+impl<'a, T> SpinGuard<'a, T> {
+    /// Gives up the guard but keeps the lock held, for `sched::park`, which releases it on g0
+    /// (with `ParkUnlock::unlock_parked`) after the thread is marked waiting.
+    pub fn into_parked(self) -> &'a SpinLock<T> {
+        let lock = self.lock;
+        core::mem::forget(self);
+        lock
+    }
+}
+
+/// Locks that `sched::park` can release on g0 on behalf of the parked thread.
+pub trait ParkUnlock {
+    /// Releases the lock(s) the parked thread held (their guards given up with `into_parked`
+    /// or `lock_raw`); returns how many, so the caller can lower the thread's `locks` count.
+    ///
+    /// # Safety
+    /// The locks must be held by the parked thread without live guards.
+    unsafe fn unlock_parked(&self) -> u32;
+}
+
+impl<T> ParkUnlock for SpinLock<T> {
+    unsafe fn unlock_parked(&self) -> u32 {
+        // SAFETY: by the contract the lock is held and its guard is gone.
+        unsafe { self.inner.force_unlock() };
+        1
+    }
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // Unlock first, then allow preemption: never be preempted while still holding it.
+        // SAFETY: the guard is dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        preempt::enable();
+    }
+}
+
+/// A spin lock that also disables interrupts while held.
+pub struct IrqSpinLock<T> {
+    lock: SpinLock<T>,
+}
+
+#[must_use]
+pub struct IrqSpinGuard<'a, T> {
+    // Field order matters: the lock is released before interrupts are re-enabled.
+    guard: ManuallyDrop<SpinGuard<'a, T>>,
+    irq: ManuallyDrop<IrqGuard>,
+}
+
+impl<T> IrqSpinLock<T> {
+    pub const fn new(value: T) -> IrqSpinLock<T> {
+        IrqSpinLock { lock: SpinLock::new(value) }
+    }
+
+    #[inline]
+    pub fn lock(&self) -> IrqSpinGuard<'_, T> {
+        let irq = IrqGuard::new();
+        preempt::disable();
+        let guard = SpinGuard {
+            guard: ManuallyDrop::new(self.lock.inner.lock()),
+            lock: &self.lock,
+            _not_send: core::marker::PhantomData,
+        };
+        IrqSpinGuard { guard: ManuallyDrop::new(guard), irq: ManuallyDrop::new(irq) }
+    }
+
+    /// # Safety
+    /// As `SpinLock::force_unlock`.
+    pub unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.lock.force_unlock() }
+    }
+}
+
+impl<'a, T> IrqSpinGuard<'a, T> {
+    /// For `sched::park`: gives up the guard, keeping the lock held and interrupts disabled.
+    /// Returns the lock (released on g0 through `ParkUnlock`) and whether interrupts were
+    /// enabled before the lock was taken: the thread resumes with them disabled and must
+    /// re-enable them itself if so.
+    pub fn into_parked(mut self) -> (&'a SpinLock<T>, bool) {
+        // SAFETY: `self` is forgotten right after; each field is taken exactly once.
+        let (guard, irq) = unsafe { (ManuallyDrop::take(&mut self.guard), ManuallyDrop::take(&mut self.irq)) };
+        core::mem::forget(self);
+        let was_enabled = irq.was_enabled();
+        core::mem::forget(irq);
+        (guard.into_parked(), was_enabled)
+    }
+}
+
+impl<T> Deref for IrqSpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for IrqSpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for IrqSpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: each field is dropped exactly once, lock before interrupts.
+        unsafe {
+            ManuallyDrop::drop(&mut self.guard);
+            ManuallyDrop::drop(&mut self.irq);
+        }
+    }
+}
