@@ -185,3 +185,39 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
     }
     Ok(c)
 }
+
+crate::ktest! {
+    /// Good words are parsed into values; defaults stay where no word is given.
+    fn parses_good_words() {
+        let c = parse("test=a,b* heap_max_mib=64 stack_max_kib=128 stack_init_kib=8 preempt=coop log=debug seed=7")
+            .expect("valid command line");
+        assert_eq!(c.run, Run::Tests);
+        assert_eq!(c.tests, "a,b*");
+        assert_eq!(c.heap_max_mib, 64);
+        assert_eq!((c.stack_max_kib, c.stack_init_kib), (128, 8));
+        assert_eq!(c.preempt, Mode::Coop);
+        assert_eq!(c.log, log::LevelFilter::Debug);
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.quantum_ms, 10, "default kept");
+        assert_eq!(parse("").expect("empty is valid").run, Run::Demo);
+    }
+}
+
+crate::ktest! {
+    /// Each kind of bad word is rejected with an error naming that word.
+    fn rejects_bad_words() {
+        let cases = [
+            ("bogus=1", "bogus=1", "unknown key"),
+            ("log=info nokey", "nokey", "expected key=value"),
+            ("heap_max_mib=lots", "heap_max_mib=lots", "expected MiB"),
+            ("preempt=sometimes", "preempt=sometimes", "expected coop, async or off"),
+            ("stack_max_kib=4", "stack_max_kib=4", "expected KiB"),
+            ("stack_max_kib=16 stack_init_kib=32", "stack_init_kib", "must not exceed"),
+        ];
+        for (text, word, reason) in cases {
+            let err = parse(text).expect_err(text);
+            assert_eq!(err.word, word, "for {text:?}");
+            assert!(err.reason.contains(reason), "for {text:?}: {}", err.reason);
+        }
+    }
+}

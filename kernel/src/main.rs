@@ -51,6 +51,11 @@ pub fn cmdline() -> &'static Cmdline<'static> {
 /// The boot information, kept for `kernel_main`.
 static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
 
+/// The bootloader's information about this machine.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO.get().expect("boot info kept at boot")
+}
+
 /// First Rust code, on CPU 0's boot stack with interrupts disabled (called by `_start`).
 pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     let bsp = cpu(0);
@@ -89,7 +94,7 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
 
 /// Continues the boot on CPU 0's guarded g0 stack.
 extern "C" fn kernel_main(_: usize) -> ! {
-    let boot_info = *BOOT_INFO.get().expect("boot info kept");
+    let boot_info = boot_info();
     let cmdline = cmdline();
     let bsp = cpu(0);
 

@@ -68,3 +68,14 @@ pub fn read_file(name: &str, buf: &mut [u8]) -> Option<usize> {
     }
     None
 }
+
+/// The number of CPUs QEMU was started with (`-smp`), from fw_cfg item 0x05.
+pub fn cpu_count() -> Option<u16> {
+    if !present() {
+        return None;
+    }
+    select(0x0005);
+    let mut b = [0; 2];
+    read_bytes(&mut b);
+    Some(u16::from_le_bytes(b))
+}

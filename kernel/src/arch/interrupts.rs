@@ -77,8 +77,20 @@ pub fn load() {
 /// Routes one trap to its handler. Runs on the handler's stack with interrupts disabled.
 pub fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector;
+    if vector >= 32 {
+        let cpu = crate::sched::percpu::this_cpu();
+        cpu.in_irq.store(true, core::sync::atomic::Ordering::Relaxed);
+        dispatch_interrupt(frame);
+        cpu.in_irq.store(false, core::sync::atomic::Ordering::Relaxed);
+    } else {
+        crate::arch::exceptions::handle(frame);
+    }
+}
+
+/// Routes an asynchronous interrupt (vector 32 and up).
+fn dispatch_interrupt(frame: &mut TrapFrame) {
+    let vector = frame.vector;
     match vector {
-        0..=31 => crate::arch::exceptions::handle(frame),
         0x20..=0x2f => {} // spurious from the masked legacy PIC
         v if v == u64::from(TIMER) => {
             crate::arch::apic::end_of_interrupt();

@@ -14,6 +14,7 @@ pub mod qemu;
 pub mod smp;
 pub mod start;
 pub mod switch;
+mod tests;
 pub mod trap;
 
 use crate::arch::cpu::{CRITICAL_STACK_SIZE, INTERRUPT_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI, StackRange};

@@ -3,7 +3,13 @@
 //! Caches hold memory on purpose (the stack pool, recycled thread records, timer heaps), so a
 //! baseline is taken and checked after releasing them (`release_caches`). A test takes a
 //! `Baseline` before its work and calls `assert_restored` after joining its threads.
+//!
+//! Frames are counted without the heap's own pages (the heap grows but never unmaps; its use is
+//! compared separately, byte for byte), without page tables (those of the heap stay; those of
+//! idle stack chunks are freed by `release_caches`), and without the measuring thread's stack
+//! (which may grow while it measures).
 
+use crate::mm::layout::PAGE_SIZE;
 use crate::mm::{frame, heap};
 
 /// Frames in use and heap bytes in use at one moment.
@@ -25,7 +31,14 @@ impl Baseline {
     /// Releases caches and records the current use.
     pub fn take() -> Baseline {
         release_caches();
-        Baseline { frames_used: frame::stats().used(), heap_used: heap::stats().used }
+        let heap = heap::stats();
+        let own_stack = crate::sched::percpu::current().stack.get().map_or(0, |s| s.mapped_size());
+        Baseline {
+            frames_used: frame::stats().used()
+                - (heap.mapped + own_stack) / PAGE_SIZE
+                - crate::mm::paging::table_frames(),
+            heap_used: heap.used,
+        }
     }
 
     /// Releases caches and asserts that use is back to this baseline.

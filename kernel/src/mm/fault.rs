@@ -39,7 +39,11 @@ pub fn page_fault(frame: &mut TrapFrame) {
         Some(StackArea::Reservation { slot, .. }) if own_stack.is_some_and(|s| s.slot == slot) => {
             let sp = (frame.rsp as usize).min(addr);
             match stack::grow(g, sp) {
-                Ok(()) => return, // retry the instruction on the grown stack
+                Ok(()) => {
+                    let cpu = crate::sched::percpu::this_cpu();
+                    cpu.counters.fault_growths.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    return; // retry the instruction on the grown stack
+                }
                 Err(GrowError::NotNow) => fatal_overflow(frame, addr, "while holding the frame allocator's lock"),
                 Err(GrowError::OutOfFrames) => overflow(frame, addr, "no memory to grow the stack"),
                 Err(GrowError::ReservationExhausted) => overflow(frame, addr, "reservation used up"),

@@ -11,6 +11,7 @@ pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod stack;
+mod tests;
 pub mod tlb;
 pub mod vm;
 

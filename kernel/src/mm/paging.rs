@@ -26,6 +26,14 @@ use crate::sync::spin::SpinLock;
 /// Virtual address of physical address 0.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
 
+/// Frames holding page tables that this module allocated (statistics and test baselines).
+static TABLE_FRAMES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Frames holding page tables allocated by the kernel (not the bootloader's).
+pub fn table_frames() -> usize {
+    TABLE_FRAMES.load(Ordering::Relaxed)
+}
+
 /// Serialises structural page-table changes (see the module comment).
 static TABLES: SpinLock<()> = SpinLock::new(());
 
@@ -75,6 +83,7 @@ unsafe fn walk(addr: VirtAddr, create: bool) -> Result<Option<&'static mut PageT
                 return Ok(None);
             }
             let new = frame::alloc_zeroed()?;
+            TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
             entry.set_frame(new, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
         }
         assert!(
@@ -192,5 +201,6 @@ pub fn free_empty_tables(start: usize, end: usize) -> usize {
         }
         addr += 512 * PAGE_SIZE;
     }
+    TABLE_FRAMES.fetch_sub(freed, Ordering::Relaxed);
     freed
 }

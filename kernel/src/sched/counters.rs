@@ -71,8 +71,10 @@ counters! {
     preempt_deferred,
     /// Stack overflows (threads killed, or fatal).
     overflows,
-    /// Stack growth steps on this CPU.
+    /// Stack growth steps on this CPU (slow path and page faults).
     stack_growths,
+    /// Of those, growths by the page-fault handler (a frame skipped the guard zone).
+    fault_growths,
     /// Breakpoint exceptions.
     breakpoints,
     /// CPU exceptions of any kind.

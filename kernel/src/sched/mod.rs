@@ -30,6 +30,7 @@ pub mod percpu;
 pub mod preempt;
 pub mod runq;
 pub mod stackguard;
+mod tests;
 pub mod thread;
 pub mod timer;
 

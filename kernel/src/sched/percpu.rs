@@ -50,6 +50,9 @@ pub struct PerCpu {
     pub online: AtomicBool,
     /// Set while this CPU is halted in the idle loop, waiting for work.
     pub idle: AtomicBool,
+    /// Set while this CPU handles an asynchronous interrupt (vector 32 and up), as opposed to
+    /// an exception raised by the code it interrupted.
+    pub in_irq: AtomicBool,
     /// Incremented by every pass through `schedule` (Go's `schedtick`).
     pub schedtick: AtomicU64,
     /// Set by a timer interrupt that found the running thread over its quantum.
@@ -103,6 +106,7 @@ impl PerCpu {
             apic_id: 0,
             online: AtomicBool::new(false),
             idle: AtomicBool::new(false),
+            in_irq: AtomicBool::new(false),
             schedtick: AtomicU64::new(0),
             preempt_ticks: AtomicU32::new(0),
             g0_rec: G::system(GKind::Scheduler),

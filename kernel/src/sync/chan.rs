@@ -403,6 +403,19 @@ impl<T> Chan<T> {
         self.inner.state.lock().cap
     }
 
+    /// Threads parked receiving on this channel (counts the queue: for tests).
+    pub fn waiting_receivers(&self) -> usize {
+        let s = self.inner.state.lock();
+        let mut n = 0;
+        let mut w = s.recvq.head;
+        while !w.is_null() {
+            n += 1;
+            // SAFETY: queued waiters are alive; we hold the lock.
+            w = unsafe { (*w).next.get() };
+        }
+        n
+    }
+
     /// Are threads parked on this channel? (For tests.)
     pub fn has_waiters(&self) -> bool {
         let s = self.inner.state.lock();

@@ -7,6 +7,7 @@ pub mod mutex;
 pub mod once;
 pub mod select;
 pub mod spin;
+mod tests;
 pub mod waitgroup;
 pub mod waitq;
 

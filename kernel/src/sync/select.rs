@@ -336,17 +336,17 @@ macro_rules! select {
 macro_rules! __select_parse {
     // recv(ch) -> pat => body
     ([$($done:tt)*] [$i:tt $($is:tt)*] recv($ch:expr) -> $pat:pat => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!([$($done)* (recv $i ($ch) ($pat) $body)] [$($is)*] $($rest)*)
+        $crate::__select_parse!([$($done)* (recv $i ($ch) () ($pat) $body)] [$($is)*] $($rest)*)
     };
     ([$($done:tt)*] [$i:tt $($is:tt)*] recv($ch:expr) -> $pat:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!([$($done)* (recv $i ($ch) ($pat) { $body })] [$($is)*] $($rest)*)
+        $crate::__select_parse!([$($done)* (recv $i ($ch) () ($pat) { $body })] [$($is)*] $($rest)*)
     };
     // send(ch, value) => body
     ([$($done:tt)*] [$i:tt $($is:tt)*] send($ch:expr, $value:expr) => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!([$($done)* (send $i ($ch, $value) () $body)] [$($is)*] $($rest)*)
+        $crate::__select_parse!([$($done)* (send $i ($ch) ($value) () $body)] [$($is)*] $($rest)*)
     };
     ([$($done:tt)*] [$i:tt $($is:tt)*] send($ch:expr, $value:expr) => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!([$($done)* (send $i ($ch, $value) () { $body })] [$($is)*] $($rest)*)
+        $crate::__select_parse!([$($done)* (send $i ($ch) ($value) () { $body })] [$($is)*] $($rest)*)
     };
     // default => body (last)
     ([$($done:tt)*] [$($is:tt)*] default => $body:block $(,)?) => {
@@ -363,8 +363,10 @@ macro_rules! __select_parse {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_emit {
-    ([$(($kind:ident $i:tt ($($args:tt)*) ($($pat:tt)*) $body:block))*] $has_default:tt $default:block) => {{
-        let mut __cases = ($($crate::__select_case!(new $kind $($args)*),)*);
+    ([$(($kind:ident $i:tt ($ch:expr) ($($value:expr)?) ($($pat:tt)*) $body:block))*] $has_default:tt $default:block) => {{
+        // Borrow each channel in this `let` so that temporaries (`time::after(..)`) live on.
+        let __chans = ($(&$ch,)*);
+        let mut __cases = ($($crate::__select_case!(new $kind (__chans.$i) $($value)?),)*);
         let __chosen = {
             let mut __refs = [$(&mut __cases.$i as &mut dyn $crate::sync::select::Case),*];
             $crate::sync::select::select(&mut __refs, $has_default)
@@ -380,8 +382,8 @@ macro_rules! __select_emit {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_case {
-    (new recv $ch:expr) => { $crate::sync::select::RecvCase::new(&$ch) };
-    (new send $ch:expr, $value:expr) => { $crate::sync::select::SendCase::new(&$ch, $value) };
+    (new recv ($ch:expr)) => { $crate::sync::select::RecvCase::new($ch) };
+    (new send ($ch:expr) $value:expr) => { $crate::sync::select::SendCase::new($ch, $value) };
     (run recv ($case:expr) ($pat:pat) $body:block) => {{ let $pat = $case.take(); $body }};
     (run send ($case:expr) () $body:block) => { $body };
 }

@@ -9,7 +9,8 @@
 //! Two kinds:
 //! - `SpinLock<T>`: for data never touched by interrupt handlers. Taking it in a handler is a
 //!   bug (the handler could spin on a lock its own interrupted thread holds), caught in debug
-//!   builds.
+//!   builds. Exception handlers (page faults) may take one that the faulting code cannot be
+//!   holding at that point (the frame allocator's lock is checked with `frame::held_by`).
 //! - `IrqSpinLock<T>`: also disables interrupts while held, so handlers may take it too. Rule
 //!   (checked by review): any lock a handler takes is an `IrqSpinLock` everywhere.
 //!
@@ -45,7 +46,7 @@ impl<T> SpinLock<T> {
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         debug_assert!(
-            crate::sched::percpu::current().kind != crate::sched::g::GKind::Interrupt,
+            !crate::sched::percpu::this_cpu_unchecked().in_irq.load(core::sync::atomic::Ordering::Relaxed),
             "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
         );
         preempt::disable();

@@ -1,0 +1,109 @@
+//! Tests of the architecture layer: exceptions, the interrupt stack, the serial port, ACPI.
+
+use core::sync::atomic::Ordering;
+
+use crate::arch::cpu::IrqGuard;
+use crate::ktest;
+use crate::sched::percpu::{current, this_cpu};
+use crate::sched::thread::Death;
+
+ktest! {
+    /// `int3` is handled (counted) and execution continues right after it.
+    fn breakpoint_resumes() {
+        let _irq = IrqGuard::new();
+        let before = this_cpu().counters.breakpoints.load(Ordering::Relaxed);
+        let mut after_int3 = 0u64;
+        // SAFETY: the breakpoint handler returns to the next instruction.
+        unsafe { core::arch::asm!("int3", "mov {0}, 42", out(reg) after_int3) };
+        assert_eq!(after_int3, 42, "the instruction after int3 did not run");
+        assert_eq!(this_cpu().counters.breakpoints.load(Ordering::Relaxed), before + 1);
+    }
+}
+
+ktest! {
+    /// An exception runs on this CPU's interrupt stack (IST1), not on the interrupted thread's.
+    fn exception_runs_on_the_interrupt_stack() {
+        let _irq = IrqGuard::new();
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("int3") };
+        let cpu = this_cpu();
+        let frame = cpu.counters.last_trap_frame.load(Ordering::Relaxed);
+        let ist = cpu.arch.interrupt_stack.get();
+        let (lo, hi) = current().stack_bounds();
+        assert!(ist.contains(frame), "trap frame {frame:#x} is not on the interrupt stack {:#x}..{:#x}", ist.lo, ist.hi);
+        assert!(!(lo..hi).contains(&frame), "trap frame {frame:#x} is on the thread's stack");
+    }
+}
+
+ktest! {
+    /// A page fault at a chosen address kills the thread with a report whose CR2 is that address.
+    fn page_fault_reports_the_address() {
+        const ADDR: u64 = 0x0000_1234_5678_9000;
+        let death = crate::sched::spawn("faulter", || {
+            // SAFETY: deliberately reads unmapped memory; the fault kills this thread.
+            unsafe { core::ptr::read_volatile(ADDR as *const u64) }
+        })
+        .join()
+        .expect_err("reading unmapped memory must fault");
+        match death {
+            Death::Fault { vector: 14, cr2, error_code, .. } => {
+                assert_eq!(cr2, ADDR);
+                assert_eq!(error_code & 0b11, 0, "a read of a not-present page");
+            }
+            other => panic!("expected a page fault, got {other}"),
+        }
+    }
+}
+
+ktest! {
+    /// The test framework's own expectation: a test may declare that it must fault.
+    #[expect(fault = 6)]
+    fn invalid_opcode_is_an_expected_fault() {
+        // SAFETY: `ud2` raises #UD, which kills this thread as the test expects.
+        unsafe { core::arch::asm!("ud2") };
+    }
+}
+
+ktest! {
+    /// Bytes sent through the UART in loopback mode come back unchanged.
+    fn serial_loopback_round_trip() {
+        use uart_16550::backend::Backend;
+        use uart_16550::spec::registers::offsets::{DATA, LSR, MCR};
+        const MESSAGE: &[u8] = b"Prologue \x00\xff serial round trip";
+        let received = crate::console::with_uart(|uart| {
+            let backend = uart.backend_mut();
+            // SAFETY: offsets of COM1's own registers; loopback is undone below.
+            unsafe {
+                while backend.read(LSR as u8) & (1 << 6) == 0 {} // transmitter empty
+                let mcr = backend.read(MCR as u8);
+                backend.write(MCR as u8, mcr | (1 << 4)); // loopback on
+                let mut got = [0u8; MESSAGE.len()];
+                for (i, &byte) in MESSAGE.iter().enumerate() {
+                    backend.write(DATA as u8, byte);
+                    while backend.read(LSR as u8) & 1 == 0 {} // data ready
+                    got[i] = backend.read(DATA as u8);
+                }
+                backend.write(MCR as u8, mcr);
+                got
+            }
+        })
+        .expect("the serial port exists");
+        assert_eq!(&received[..], MESSAGE);
+    }
+}
+
+ktest! {
+    /// The MADT lists as many CPUs as QEMU was started with (`-smp`, read from fw_cfg).
+    fn madt_counts_the_cpus() {
+        let boot_info = crate::boot_info();
+        let rsdp = boot_info.rsdp_addr.into_option().expect("the bootloader found the RSDP");
+        let list = crate::arch::acpi::cpus(rsdp, this_cpu_apic_id()).expect("the MADT parses");
+        let qemu = crate::arch::fwcfg::cpu_count().expect("fw_cfg is present");
+        assert_eq!(list.count, usize::from(qemu), "MADT CPUs vs QEMU -smp");
+    }
+}
+
+fn this_cpu_apic_id() -> u32 {
+    let _irq = IrqGuard::new();
+    this_cpu().apic_id
+}
