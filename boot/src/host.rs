@@ -50,7 +50,8 @@ pub fn qemu() -> Result<PathBuf> {
         return Ok(path);
     }
     install("qemu-system-x86_64")?;
-    find_in_path("qemu-system-x86_64").ok_or_else(|| anyhow::anyhow!("qemu-system-x86_64 still not found after installing it"))
+    find_in_path("qemu-system-x86_64")
+        .ok_or_else(|| anyhow::anyhow!("qemu-system-x86_64 still not found after installing it"))
 }
 
 /// The OVMF (UEFI) firmware image.

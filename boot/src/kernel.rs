@@ -81,11 +81,14 @@ pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
         cmd.arg("--features").arg(variant.features.join(","));
     }
     // The outer cargo's settings must not leak into the kernel build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
+    {
         cmd.env_remove(var);
     }
     let status = if quiet {
-        let output = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().context("running cargo to build the kernel")?;
+        let output =
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().context("running cargo to build the kernel")?;
         if !output.status.success() {
             eprintln!("{}", String::from_utf8_lossy(&output.stderr));
         }

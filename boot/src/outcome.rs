@@ -85,13 +85,13 @@ pub fn parse_test_results(transcript: &str) -> Vec<TestResult> {
 pub fn unfinished_test(transcript: &str) -> Option<String> {
     let mut running: Option<String> = None;
     for line in transcript.lines() {
-        if let Some(rest) = line.strip_prefix("test ") {
-            if let Some((name, verdict)) = rest.split_once(" ...") {
-                // Anything but a verdict after the prefix is the test's own output.
-                let verdict = verdict.trim();
-                let finished = verdict == "ok" || verdict.starts_with("FAILED:");
-                running = if finished { None } else { Some(name.to_string()) };
-            }
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, verdict)) = rest.split_once(" ...")
+        {
+            // Anything but a verdict after the prefix is the test's own output.
+            let verdict = verdict.trim();
+            let finished = verdict == "ok" || verdict.starts_with("FAILED:");
+            running = if finished { None } else { Some(name.to_string()) };
         }
     }
     running

@@ -2,7 +2,10 @@
 //!
 //! QEMU runs with the serial port on its stdio, no display, no network, `-no-reboot` (a triple
 //! fault ends QEMU instead of looping) and the `isa-debug-exit` device (the kernel's way out).
-//! The kernel command line travels through fw_cfg as the file `opt/prologue/cmdline`.
+//! The kernel command line travels through fw_cfg as the file `opt/prologue/cmdline`. The disk
+//! image is attached with `snapshot=on`: QEMU only reads it (writes would go to a throwaway
+//! overlay), so several QEMUs can boot the same image at once -- without it, each takes the
+//! image's write lock and a second one fails with `Failed to get "write" lock`.
 //!
 //! The output is read line by line: firmware escape codes and carriage returns are removed,
 //! backtrace lines are symbolized, and each line is echoed (if asked) and kept for judging. A
@@ -97,7 +100,7 @@ pub fn clean_line(raw: &str) -> String {
 /// The QEMU command line for `image`.
 fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path) -> Result<Command> {
     let mut cmd = Command::new(qemu);
-    cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    cmd.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
     if cfg.firmware == Firmware::Uefi {
         cmd.arg("-bios").arg(crate::host::ovmf()?);
     }
@@ -123,10 +126,7 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file)?;
     if cfg.gdb {
         eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
-        eprintln!(
-            "  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'",
-            elf.display()
-        );
+        eprintln!("  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'", elf.display());
     }
     cmd.stdin(if cfg.interactive { Stdio::inherit() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -184,10 +184,7 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let _ = std::fs::remove_file(&cmdline_file);
 
     let timeout_secs = cfg.timeout.map_or(0, |t| t.as_secs());
-    let code = match status {
-        None => None,
-        Some(s) => Some(s.code().unwrap_or(-1)),
-    };
+    let code = status.map(|s| s.code().unwrap_or(-1));
     Ok(RunResult { outcome: judge(code, timeout_secs, &transcript, &qemu_stderr), transcript })
 }
 

@@ -53,10 +53,8 @@ impl Symbolizer {
                 }
             }
         }
-        if first {
-            if let Some(symbol) = loader.find_symbol(probe) {
-                out.push_str(&format!(" {}", strip_hash(&addr2line::demangle_auto(symbol.into(), None))));
-            }
+        if first && let Some(symbol) = loader.find_symbol(probe) {
+            out.push_str(&format!(" {}", strip_hash(&addr2line::demangle_auto(symbol.into(), None))));
         }
         out
     }
