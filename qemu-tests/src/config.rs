@@ -1,0 +1,97 @@
+//! The kernel configurations the ktests run under.
+//!
+//! A configuration is a kernel variant (cargo features), a firmware and a CPU count. Its name is
+//! the first part of each trial's name (`bios-smp4::mm::heap::small_boxes`), so it must be
+//! unique and contain no `::`.
+//!
+//! Timeouts are generous: under TCG emulation a whole-suite boot takes minutes, and
+//! `always-preempt` (a preemption at every function prologue) is several times slower. The
+//! watchdog is there to end a hung kernel, not to measure speed.
+
+use std::time::Duration;
+
+use boot::{Firmware, RunConfig, Variant};
+
+/// Guest memory of every configuration.
+pub const MEMORY_MIB: u32 = 256;
+
+/// One way of booting the kernel for its tests.
+#[derive(Debug)]
+pub struct Config {
+    pub name: &'static str,
+    /// Cargo features of the kernel crate (a debug build).
+    pub features: &'static [&'static str],
+    pub firmware: Firmware,
+    pub smp: u32,
+    /// The watchdog for one boot that runs the configuration's selected tests.
+    pub timeout: Duration,
+}
+
+/// The configurations that run every ktest.
+pub const CONFIGS: [Config; 3] = [
+    Config { name: "bios-smp1", features: &[], firmware: Firmware::Bios, smp: 1, timeout: Duration::from_secs(600) },
+    Config { name: "bios-smp4", features: &[], firmware: Firmware::Bios, smp: 4, timeout: Duration::from_secs(600) },
+    Config {
+        name: "always-preempt-smp4",
+        features: &["always-preempt"],
+        firmware: Firmware::Bios,
+        smp: 4,
+        timeout: Duration::from_secs(900),
+    },
+];
+
+/// The configuration that boots with UEFI firmware, for one ktest (UEFI boots are slower and
+/// exercise only the firmware path, which does not depend on the test).
+pub const UEFI: Config =
+    Config { name: "uefi-smp2", features: &[], firmware: Firmware::Uefi, smp: 2, timeout: Duration::from_secs(300) };
+
+impl Config {
+    /// The kernel build this configuration boots.
+    pub fn variant(&self) -> Variant {
+        Variant::with_features(self.features)
+    }
+
+    /// QEMU settings for a boot with kernel command line `cmdline`.
+    pub fn run_config(&self, cmdline: String) -> RunConfig {
+        RunConfig {
+            firmware: self.firmware,
+            smp: self.smp,
+            memory_mib: MEMORY_MIB,
+            cmdline,
+            timeout: Some(self.timeout),
+            ..RunConfig::default()
+        }
+    }
+
+    /// The name of the trial that runs ktest `test` in this configuration.
+    pub fn trial_name(&self, test: &str) -> String {
+        format!("{}::{test}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_prefix_free() {
+        let names: Vec<&str> = CONFIGS.iter().chain([&UEFI]).map(|c| c.name).collect();
+        for (i, a) in names.iter().enumerate() {
+            assert!(!a.contains("::"), "{a} contains ::");
+            for b in &names[i + 1..] {
+                // A filter `bios-smp1::` must never select another configuration's trials.
+                assert!(!a.starts_with(b) && !b.starts_with(a), "{a} and {b} overlap");
+            }
+        }
+    }
+
+    #[test]
+    fn run_config_carries_the_settings() {
+        let cfg = CONFIGS[1].run_config("test=all".into());
+        assert_eq!((cfg.smp, cfg.memory_mib, cfg.firmware), (4, MEMORY_MIB, Firmware::Bios));
+        assert_eq!(cfg.cmdline, "test=all");
+        assert_eq!(cfg.timeout, Some(Duration::from_secs(600)));
+        assert!(!cfg.echo && !cfg.interactive && !cfg.gdb);
+        assert_eq!(CONFIGS[2].variant(), Variant::with_features(&["always-preempt"]));
+    }
+}
