@@ -36,7 +36,7 @@ pub fn elf(variant: &Variant) -> Result<PathBuf> {
 pub fn boot(variant: &Variant, cfg: &RunConfig) -> Result<RunResult> {
     let elf = elf(variant)?;
     let image = boot::image::make(&elf, cfg.firmware)?;
-    boot::run(&image, &elf, cfg).with_context(|| format!("running the {} kernel in QEMU", variant.name()))
+    boot::run(&image, &elf, cfg).with_context(|| format!("running the kernel build {} in QEMU", variant.name()))
 }
 
 /// The names of the debug kernel's ktests, in the kernel's (sorted) order.

@@ -6,6 +6,9 @@
 //! their own line from the same transcript. The transcript is also saved to
 //! `target/qemu-tests/CONFIG.log`, and a failing trial quotes what its test printed.
 //!
+//! Nothing is printed while a suite runs: libtest-mimic's worker threads print each trial's
+//! line in two writes, and a line of ours would land in the middle of one.
+//!
 //! Suites boot one at a time (`BOOTING`), even though libtest-mimic runs trials of different
 //! configurations on parallel threads: a 4-CPU guest already has more virtual CPUs than a small
 //! host has cores, and two guests at once would slow each other and make timing-sensitive
@@ -21,7 +24,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Instant;
 
 use boot::outcome::unfinished_test;
 use boot::{Outcome, parse_test_results};
@@ -44,8 +46,8 @@ const QUOTED_LINES: usize = 60;
 struct Run {
     outcome: Outcome,
     transcript: String,
-    /// Where the transcript was saved, if it could be.
-    log: Option<PathBuf>,
+    /// Where the transcript was saved, or why it could not be.
+    log: Result<PathBuf, String>,
 }
 
 /// A configuration's selected ktests and their shared boot.
@@ -90,8 +92,9 @@ impl Suite {
                     message.push_str(line);
                 }
             }
-            if let Some(log) = &run.log {
-                message.push_str(&format!("\nfull transcript: {}", log.display()));
+            match &run.log {
+                Ok(path) => message.push_str(&format!("\nfull transcript: {}", path.display())),
+                Err(e) => message.push_str(&format!("\nthe transcript could not be saved: {e}")),
             }
             message
         })
@@ -99,30 +102,27 @@ impl Suite {
 
     /// Boots the configuration with the selected tests.
     fn boot(&self) -> Result<Run, String> {
-        let name = self.config.name;
         let _one_at_a_time = BOOTING.lock().unwrap_or_else(PoisonError::into_inner);
-        eprintln!("qemu-tests: booting {name} for {} test(s)", self.selected.len());
-        let started = Instant::now();
         let result = kernels::boot(&self.config.variant(), &self.config.run_config(self.cmdline()))
             .map_err(|e| format!("{e:#}"))?;
-        eprintln!("qemu-tests: {name} ran in {:.1} s: {}", started.elapsed().as_secs_f64(), result.outcome);
-        let log = save_log(name, &result.transcript);
+        let log = save_log(self.config.name, &result.transcript);
         Ok(Run { outcome: result.outcome, transcript: result.transcript, log })
     }
 }
 
-/// Saves a transcript as `target/qemu-tests/NAME.log`; `None` (with a note on stderr) if it
-/// cannot be written, which costs only the reference in failure messages.
-fn save_log(name: &str, transcript: &str) -> Option<PathBuf> {
-    let dir = boot::kernel::workspace_root().join("target").join("qemu-tests");
+/// Where transcripts are saved: `target/qemu-tests/` of the workspace.
+pub fn log_dir() -> PathBuf {
+    boot::kernel::workspace_root().join("target").join("qemu-tests")
+}
+
+/// Saves a transcript as `NAME.log` in `log_dir()`; the error's text if it cannot be written.
+fn save_log(name: &str, transcript: &str) -> Result<PathBuf, String> {
+    let dir = log_dir();
     let path = dir.join(format!("{name}.log"));
-    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, transcript)) {
-        Ok(()) => Some(path),
-        Err(e) => {
-            eprintln!("qemu-tests: cannot save the transcript as {}: {e}", path.display());
-            None
-        }
-    }
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, transcript))
+        .map(|()| path.clone())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The verdict on ktest `test` from a run's outcome and transcript (rules in the module

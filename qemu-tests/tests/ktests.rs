@@ -13,12 +13,23 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use qemu_tests::config::{CONFIGS, Config, UEFI};
 use qemu_tests::kernels;
-use qemu_tests::suite::Suite;
+use qemu_tests::suite::{self, Suite};
 
 fn main() {
     let args = Arguments::from_args();
     let trials = match kernels::list() {
-        Ok(names) => trials(&args, &names),
+        Ok(names) => {
+            if !args.list {
+                // Said before the trials start: nothing prints between their lines (see `suite`).
+                eprintln!(
+                    "qemu-tests: {} ktests x {} configurations, each booted once; transcripts in {}",
+                    names.len(),
+                    CONFIGS.len(),
+                    suite::log_dir().display()
+                );
+            }
+            trials(&args, &names)
+        }
         Err(e) => {
             let message = format!("cannot list the ktests: {e:#}");
             vec![Trial::test("ktest-list", move || Err(Failed::from(message)))]
