@@ -9,7 +9,7 @@ use std::process::Command;
 #[test]
 fn unknown_test_name_fails_with_a_clear_message() {
     let output = Command::new(env!("CARGO_BIN_EXE_boot"))
-        .args(["test", "no_such_ktest"])
+        .args(["--timeout", "120", "test", "no_such_ktest"])
         .output()
         .expect("the boot binary starts");
     let stdout = String::from_utf8_lossy(&output.stdout);

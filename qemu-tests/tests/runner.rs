@@ -14,7 +14,7 @@ use libtest_mimic::{Arguments, Trial};
 use qemu_tests::kernels;
 
 /// The watchdog of boots that should end by themselves within seconds.
-const TIMEOUT: Duration = Duration::from_secs(180);
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The watchdog of the deliberate hang: short, since the run is known to end by it.
 const HANG_TIMEOUT: Duration = Duration::from_secs(15);
