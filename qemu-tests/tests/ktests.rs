@@ -22,7 +22,7 @@ fn main() {
             if !args.list {
                 // Said before the trials start: nothing prints between their lines (see `suite`).
                 eprintln!(
-                    "qemu-tests: {} ktests x {} configurations, each booted once; transcripts in {}",
+                    "qemu-tests: {} ktests x {} configurations, each booted at most once; transcripts in {}",
                     names.len(),
                     CONFIGS.len(),
                     suite::log_dir().display()
