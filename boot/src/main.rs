@@ -77,11 +77,21 @@ enum Command {
         #[arg(long)]
         inject: Option<String>,
     },
-    /// Run the benchmarks (use with --release; time is instruction-counted).
+    /// Run the benchmarks on release builds, instruction-counted (-icount), and compare the
+    /// instrumented, plain and always-preempt builds.
     Bench {
-        /// Benchmarks to run, comma-separated, or all.
+        /// Benchmarks to run, comma-separated, or all (list: bench=list on the kernel).
         #[arg(default_value = "all")]
         which: String,
+        /// Only the instrumented build (no plain / always-preempt comparison).
+        #[arg(long)]
+        no_compare: bool,
+        /// Where to write the JSON results (default target/bench.json).
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Also write the Markdown table to this file.
+        #[arg(long)]
+        markdown: Option<std::path::PathBuf>,
     },
 }
 
@@ -99,6 +109,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let opts = &cli.opts;
     let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Bench { which, no_compare, json, markdown } = &command {
+        let options =
+            boot::bench::Options { which: which.clone(), compare: !no_compare, json: json.clone(), markdown: markdown.clone() };
+        boot::bench::bench(&options)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let variant = Variant { release: opts.release, features: opts.features.clone(), plain: opts.plain };
     let elf = kernel::build(&variant, false)?;
     let firmware = if opts.uefi { Firmware::Uefi } else { Firmware::Bios };
@@ -119,7 +135,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             (words, Some(seconds * 4 + 120), false, opts.icount)
         }
-        Command::Bench { which } => (vec![format!("bench={which}")], Some(1800), false, true),
+        Command::Bench { .. } => unreachable!("handled above"),
     };
     if let Some(extra) = &opts.cmdline {
         words.extend(extra.split_whitespace().map(String::from));

@@ -14,6 +14,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod cmdline;
 mod console;
 mod demo;
@@ -112,11 +113,20 @@ extern "C" fn kernel_main(_: usize) -> ! {
         .filter(|r| r.kind == MemoryRegionKind::Usable)
         .map(|r| r.end - r.start)
         .sum();
-    let cpus_found = boot_info
-        .rsdp_addr
-        .into_option()
-        .and_then(|rsdp| arch::acpi::cpus(rsdp, bsp.apic_id).ok())
-        .map_or(1, |list| list.count);
+    let cpus = boot_info.rsdp_addr.into_option().and_then(|rsdp| match arch::acpi::cpus(rsdp, bsp.apic_id) {
+        Ok(list) => Some(list),
+        Err(e) => {
+            log::error!("acpi: cannot read the MADT ({e:?}); running on CPU 0 only");
+            None
+        }
+    });
+    let cpus_found = cpus.as_ref().map_or(1, |list| list.count);
+    if let Some(list) = &cpus {
+        if list.ignored > 0 {
+            log::warn!("smp: {} more CPUs in the MADT than Prologue supports ({})", list.ignored, percpu::MAX_CPUS);
+        }
+        arch::ap::start_all(list);
+    }
     println!(
         "Prologue {VERSION}: {cpus_found} CPU(s) in the MADT, {} online, {} MiB usable memory",
         percpu::CPUS_ONLINE.load(Ordering::Relaxed),
@@ -133,7 +143,7 @@ extern "C" fn kernel_main(_: usize) -> ! {
         Run::Demo => sched::spawn("main", demo::run),
         Run::Tests => sched::spawn("ktest", || ktest::run(cmdline.tests)),
         Run::Stress => sched::spawn("stress", || -> () { unimplemented_mode("stress") }),
-        Run::Bench => sched::spawn("bench", || -> () { unimplemented_mode("bench") }),
+        Run::Bench => sched::spawn("bench", || bench::run(cmdline.bench)),
     };
     // The first thread ends the run itself (it exits QEMU); nobody joins it.
     drop(first);

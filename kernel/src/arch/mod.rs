@@ -2,6 +2,7 @@
 //! local APIC, context switching, and starting the other CPUs.
 
 pub mod acpi;
+pub mod ap;
 pub mod apic;
 pub mod backtrace;
 pub mod cpu;

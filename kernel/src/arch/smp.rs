@@ -34,6 +34,15 @@ pub fn wake_idle_cpu(from: &PerCpu) {
     }
 }
 
+/// Wakes `target` (from `from`) if it is halted in its idle loop.
+pub fn wake_cpu(from: &PerCpu, target: &PerCpu) {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if target.idle.load(Ordering::SeqCst) && target.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        crate::arch::apic::send_wakeup(target.id as usize);
+    }
+}
+
 /// Steals work for `cpu` from the other CPUs' run queues.
 pub fn steal(cpu: &PerCpu) -> Option<&'static G> {
     let n = percpu::CPUS_ONLINE.load(Ordering::Relaxed) as usize;

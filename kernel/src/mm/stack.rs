@@ -19,10 +19,13 @@
 //! System stacks (g0, interrupt, critical; one set per CPU) live in their own region, are
 //! fully mapped at once and never freed.
 //!
-//! Freed thread stacks go to a pool (up to `POOL_MAX`) for reuse, with their pages beyond the
-//! initial size unmapped first; past the pool's limit a stack's frames and slot are released.
-//! `release_cached` empties the pool and frees page tables no slot uses (memory pressure, and
-//! tests that compare frame counts with a baseline).
+//! Freed thread stacks go to a pool (up to `POOL_MAX`) for reuse. A stack that grew keeps its
+//! extra pages in the pool while the pool's extra pages stay within `POOL_GROWN_BUDGET`;
+//! beyond it they are unmapped first. Unmapping costs a TLB shootdown that waits for every CPU
+//! (one spinning with interrupts off would stall it), so the common exit path avoids it; the
+//! next thread to take the stack simply starts with more of it mapped. Past the pool's limit a
+//! stack's frames and slot are released. `release_cached` empties the pool and frees page
+//! tables no slot uses (memory pressure, and tests that compare frame counts with a baseline).
 //!
 //! Errors are values: running out of frames or address space is an `Err` for the caller.
 
@@ -49,6 +52,8 @@ pub const DEFAULT_INITIAL: usize = 4 * 1024;
 pub const MIN_RESERVE: usize = 8 * 1024;
 /// Stacks kept in the pool at most.
 pub const POOL_MAX: usize = 256;
+/// Pages beyond their initial size that pooled stacks may keep mapped, in total (8 MiB).
+pub const POOL_GROWN_BUDGET: usize = 2048;
 /// Reservation of every system stack slot.
 const SYSTEM_SLOT_RESERVE: usize = 64 * 1024;
 
@@ -122,7 +127,19 @@ static THREAD_CONFIG: SpinLock<ThreadStackConfig> =
 static THREAD_REGION: SlotRegion = SlotRegion::new(THREAD_STACKS_START, THREAD_STACKS_SIZE);
 static SYSTEM_REGION: SlotRegion = SlotRegion::new(SYSTEM_STACKS_START, SYSTEM_STACKS_SIZE);
 
-static POOL: SpinLock<Vec<Stack>> = SpinLock::new(Vec::new());
+static POOL: SpinLock<Pool> = SpinLock::new(Pool { stacks: Vec::new(), grown_pages: 0 });
+
+/// Freed stacks kept for reuse.
+struct Pool {
+    stacks: Vec<Stack>,
+    /// Pages beyond the initial size that the pooled stacks keep mapped.
+    grown_pages: usize,
+}
+
+/// Pages of `stack` beyond its initial size.
+fn grown_pages(stack: &Stack) -> usize {
+    (stack.mapped_size() - stack.initial) / PAGE_SIZE
+}
 
 /// Counters for statistics.
 pub struct StackCounters {
@@ -213,7 +230,14 @@ fn alloc_fresh(region: &SlotRegion, reserve: usize, initial: usize) -> Result<St
 
 /// Allocates a thread stack: from the pool if it has one, else fresh.
 pub fn alloc() -> Result<Stack, StackError> {
-    let pooled = POOL.lock().pop();
+    let pooled = {
+        let mut pool = POOL.lock();
+        let stack = pool.stacks.pop();
+        if let Some(s) = &stack {
+            pool.grown_pages -= grown_pages(s);
+        }
+        stack
+    };
     let stack = match pooled {
         Some(stack) => stack,
         None => {
@@ -234,23 +258,48 @@ pub fn alloc() -> Result<Stack, StackError> {
     Ok(stack)
 }
 
-/// Frees a thread stack: pages beyond the initial size are unmapped, then the stack goes to
-/// the pool, or is released entirely if the pool is full. Must not be called on that stack.
+/// Allocates a thread stack from fresh frames, bypassing the pool (for benchmarks).
+pub fn alloc_uncached() -> Result<Stack, StackError> {
+    let (reserve, initial) = thread_stack_sizes();
+    let stack = alloc_fresh(&THREAD_REGION, reserve, initial)?;
+    COUNTERS.pages_mapped.fetch_add(initial / PAGE_SIZE, Ordering::Relaxed);
+    COUNTERS.live.fetch_add(1, Ordering::Relaxed);
+    Ok(stack)
+}
+
+/// Releases a thread stack entirely, bypassing the pool (for benchmarks).
+pub fn release_uncached(stack: Stack) {
+    COUNTERS.live.fetch_sub(1, Ordering::Relaxed);
+    release_stack(stack);
+}
+
+/// Frees a thread stack into the pool (keeping grown pages within the budget), or releases it
+/// entirely if the pool is full. Must not be called on that stack.
 pub fn free(mut stack: Stack) {
     COUNTERS.live.fetch_sub(1, Ordering::Relaxed);
-    let initial_lo = stack.top - stack.initial;
-    if stack.mapped_lo < initial_lo {
+    let mut pool = POOL.lock();
+    if pool.stacks.len() >= POOL_MAX {
+        drop(pool);
+        release_stack(stack);
+        return;
+    }
+    let extra = grown_pages(&stack);
+    if pool.grown_pages + extra > POOL_GROWN_BUDGET {
+        drop(pool);
+        let initial_lo = stack.top - stack.initial;
         let n = unmap_stack_pages(stack.mapped_lo, initial_lo, true);
         COUNTERS.pages_mapped.fetch_sub(n, Ordering::Relaxed);
         stack.mapped_lo = initial_lo;
+        pool = POOL.lock();
+        if pool.stacks.len() >= POOL_MAX {
+            drop(pool);
+            release_stack(stack);
+            return;
+        }
+    } else {
+        pool.grown_pages += extra;
     }
-    let mut pool = POOL.lock();
-    if pool.len() < POOL_MAX {
-        pool.push(stack);
-        return;
-    }
-    drop(pool);
-    release_stack(stack);
+    pool.stacks.push(stack);
 }
 
 /// Unmaps a whole thread stack and gives its slot back.
@@ -262,7 +311,11 @@ fn release_stack(stack: Stack) {
 
 /// Empties the pool and frees the page tables of stack chunks no slot uses.
 pub fn release_cached() {
-    let pooled: Vec<Stack> = core::mem::take(&mut *POOL.lock());
+    let pooled: Vec<Stack> = {
+        let mut pool = POOL.lock();
+        pool.grown_pages = 0;
+        core::mem::take(&mut pool.stacks)
+    };
     for stack in pooled {
         release_stack(stack);
     }
@@ -279,7 +332,7 @@ pub fn release_cached() {
 
 /// Number of stacks in the pool.
 pub fn pooled() -> usize {
-    POOL.lock().len()
+    POOL.lock().stacks.len()
 }
 
 /// Allocates a fully mapped system stack of `size` bytes (g0, interrupt, critical). Never

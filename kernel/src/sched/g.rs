@@ -24,6 +24,9 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize
 use crate::mm::stack::Stack;
 use crate::sched::stackguard::{STACK_GUARD, STACK_PREEMPT, is_poison};
 
+/// `G::pinned` of a thread any CPU may run.
+pub const NOT_PINNED: u32 = u32::MAX;
+
 /// Callee-saved registers of a context that is not running, plus its stack pointer and flags.
 /// The saved `rsp` points at the return address the context resumes at.
 #[repr(C)]
@@ -175,6 +178,8 @@ pub struct G {
     /// Value handed over by whoever readied this thread (Go's `g.param`), e.g. which
     /// `select!` case fired. Written before `ready`, read after waking.
     pub param: AtomicUsize,
+    /// The CPU this thread must run on, or `NOT_PINNED`.
+    pub pinned: AtomicU32,
     /// The lock `park` hands to g0 to release once the thread is parked.
     pub park_lock: UnsafeCell<Option<*const dyn crate::sync::spin::ParkUnlock>>,
 
@@ -263,6 +268,7 @@ impl G {
             sched_link: Cell::new(core::ptr::null_mut()),
             param: AtomicUsize::new(0),
             park_lock: UnsafeCell::new(None),
+            pinned: AtomicU32::new(NOT_PINNED),
             id: Cell::new(0),
             name: Cell::new(Name::empty()),
             stack: Cell::new(None),

@@ -29,6 +29,7 @@ pub mod g;
 pub mod percpu;
 pub mod preempt;
 pub mod runq;
+mod smp_tests;
 pub mod stackguard;
 mod tests;
 pub mod thread;
@@ -43,7 +44,7 @@ use crate::sched::percpu::{PerCpu, current, this_cpu};
 use crate::sched::runq::{GLOBAL, GLOBAL_LEN};
 use crate::sync::spin::ParkUnlock;
 
-pub use thread::{JoinHandle, spawn, try_spawn};
+pub use thread::{JoinHandle, spawn, spawn_on, try_spawn};
 
 /// Set once CPU 0 runs the scheduler: from then on threads exist and may die alone.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -66,8 +67,21 @@ pub fn run_scheduler(cpu: &'static PerCpu) -> ! {
 /// Queues `g` on `cpu` (whose owner we are, interrupts off), spilling to the global queue if
 /// the local ring is full, and wakes an idle CPU to take it if there is one.
 pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
+    let pin = g.pinned.load(Ordering::Relaxed);
+    if pin != g::NOT_PINNED {
+        let target = percpu::cpu(pin as usize);
+        {
+            let mut inbox = target.inbox.lock();
+            inbox.push(g as *const G as *mut G);
+            target.inbox_len.store(inbox.len() as u32, Ordering::Release);
+        }
+        if target.id != cpu.id {
+            crate::arch::smp::wake_cpu(cpu, target);
+        }
+        return;
+    }
     if let Some(batch) = cpu.runq.put(g, next) {
-        GLOBAL.lock().push_batch(&batch);
+        runq::global_push_batch(&batch);
     }
     crate::arch::smp::wake_idle_cpu(cpu);
 }
@@ -95,14 +109,20 @@ pub fn park(reason: WaitReason, lock: Option<&dyn ParkUnlock>) {
 }
 
 extern "C" fn park_m(g: &'static G) -> ! {
-    g.transition(GState::Running, GState::Waiting);
     // SAFETY: written by `park` for this thread just before the switch.
-    if let Some(lock) = unsafe { (*g.park_lock.get()).take() } {
+    let lock = unsafe { (*g.park_lock.get()).take() };
+    // Settle the thread's lock count first: once the lock is released, another CPU may ready
+    // and run the thread, which then owns its own count again.
+    // SAFETY: the lock object outlives the park (see `park`).
+    let held = lock.map_or(0, |l| unsafe { (*l).lock_count() });
+    let locks = g.locks.load(Ordering::Relaxed);
+    assert!(locks == held, "thread {} parked holding {} spin lock(s)", g.id.get(), locks - held);
+    g.locks.store(0, Ordering::Relaxed);
+    g.transition(GState::Running, GState::Waiting);
+    if let Some(lock) = lock {
         // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
-        let released = unsafe { (*lock).unlock_parked() };
-        g.locks.fetch_sub(released, Ordering::Relaxed);
+        unsafe { (*lock).unlock_parked() };
     }
-    assert!(g.locks.load(Ordering::Relaxed) == 0, "thread {} parked holding a spin lock", g.id.get());
     schedule()
 }
 
@@ -123,7 +143,11 @@ extern "C" fn yield_m(g: &'static G) -> ! {
 /// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
 pub fn preempt_m(g: &'static G) -> ! {
     g.transition(GState::Running, GState::Runnable);
-    GLOBAL.lock().push(g as *const G as *mut G);
+    if g.pinned.load(Ordering::Relaxed) == g::NOT_PINNED {
+        runq::global_push(g);
+    } else {
+        runq_put(this_cpu(), g, false);
+    }
     schedule()
 }
 
@@ -139,6 +163,10 @@ pub fn schedule() -> ! {
 /// Runs `g` on `cpu`. With `inherit` it keeps the current time slice (it came from `runnext`).
 fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
     g.transition(GState::Runnable, GState::Running);
+    // A fresh start: any request from before the thread was switched out is void (Go's
+    // `execute` does the same).
+    g.preempt.store(false, Ordering::Relaxed);
+    g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     if !inherit {
         preempt::start_slice(cpu);
     }
@@ -157,8 +185,17 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
 
         // Fairness: every 61st pass, the global queue first.
         if tick % 61 == 0 && GLOBAL_LEN.load(Ordering::Relaxed) > 0 {
-            if let Some(g) = GLOBAL.lock().pop() {
+            let mut global = GLOBAL.lock();
+            if let Some(g) = global.pop() {
+                GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
                 cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
+                return (g, false);
+            }
+        }
+        if cpu.inbox_len.load(Ordering::Acquire) > 0 {
+            let mut inbox = cpu.inbox.lock();
+            if let Some(g) = inbox.pop() {
+                cpu.inbox_len.store(inbox.len() as u32, Ordering::Release);
                 return (g, false);
             }
         }
@@ -182,6 +219,7 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
 fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
     let mut global = GLOBAL.lock();
     let first = global.pop()?;
+    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
     cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
     let cpus = percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
     let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
@@ -194,6 +232,7 @@ fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
             None => break,
         }
     }
+    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
     Some(first)
 }
 
@@ -203,7 +242,10 @@ fn idle(cpu: &PerCpu) {
     cpu.idle.store(true, Ordering::SeqCst);
     // Re-check after announcing that we are idle: work queued before the store was visible
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
-    let work = !cpu.runq.is_empty() || GLOBAL_LEN.load(Ordering::SeqCst) > 0 || timer::due(cpu);
+    let work = !cpu.runq.is_empty()
+        || cpu.inbox_len.load(Ordering::SeqCst) > 0
+        || GLOBAL_LEN.load(Ordering::SeqCst) > 0
+        || timer::due(cpu);
     if !work {
         crate::arch::cpu::enable_and_halt_then_disable();
     }

@@ -23,9 +23,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::arch::cpu::ArchCpu;
 use crate::sched::counters::CpuCounters;
 use crate::sched::g::{G, GKind};
-use crate::sched::runq::LocalRunQueue;
+use crate::sched::runq::{LocalRunQueue, ThreadList};
 use crate::sched::timer::TimerHeap;
-use crate::sync::spin::IrqSpinLock;
+use crate::sync::spin::{IrqSpinLock, SpinLock};
 
 /// The most CPUs Prologue can run on.
 pub const MAX_CPUS: usize = 16;
@@ -65,6 +65,10 @@ pub struct PerCpu {
     pub arch: ArchCpu,
     /// This CPU's run queue (local ring plus `runnext`).
     pub runq: LocalRunQueue,
+    /// Threads pinned to this CPU, ready to run (any CPU may add to it).
+    pub inbox: SpinLock<ThreadList>,
+    /// Threads in `inbox` (a hint read without the lock).
+    pub inbox_len: AtomicU32,
     /// Timers that fire on this CPU (sleep, timeouts).
     pub timers: IrqSpinLock<TimerHeap>,
     /// Counters shown in statistics and read by tests.
@@ -114,6 +118,8 @@ impl PerCpu {
             gcrit_rec: G::system(GKind::Critical),
             arch: ArchCpu::new(),
             runq: LocalRunQueue::new(),
+            inbox: SpinLock::new(ThreadList::new()),
+            inbox_len: AtomicU32::new(0),
             timers: IrqSpinLock::new(TimerHeap::new()),
             counters: CpuCounters::new(),
             rand: core::cell::Cell::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
@@ -205,6 +211,9 @@ impl PerCpu {
         // SAFETY: only the owning CPU writes these pointer fields, before anything reads them.
         unsafe {
             (*this).self_ptr = this;
+            if (*this).curg.is_null() {
+                (*this).curg = &raw mut (*this).g0_rec;
+            }
             (*this).gintr = &raw mut (*this).gintr_rec;
             (*this).gcrit = &raw mut (*this).gcrit_rec;
             (*this).g0 = &raw mut (*this).g0_rec;

@@ -14,6 +14,9 @@
 //! The global queue is an intrusive list (through `G::sched_link`) under a spin lock. Preempted
 //! threads go there (so a thread that used its whole slice waits behind everyone), and the
 //! scheduler checks it first every 61st pass so no thread waits forever (Go's rule).
+//!
+//! A thread pinned to a CPU (`spawn_on`) never enters a ring, which others could steal from:
+//! it waits in that CPU's *inbox*, a locked list any CPU may add to.
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -188,23 +191,28 @@ impl Batch {
     }
 }
 
-/// The global run queue.
-pub struct GlobalRunQueue {
+/// An intrusive list of runnable threads (the global queue, and each CPU's inbox of pinned
+/// threads).
+pub struct ThreadList {
     head: *mut G,
     tail: *mut G,
     len: usize,
 }
 
 // SAFETY: only accessed under its lock; it holds thread records that nobody else is using.
-unsafe impl Send for GlobalRunQueue {}
+unsafe impl Send for ThreadList {}
 
-pub static GLOBAL: SpinLock<GlobalRunQueue> =
-    SpinLock::new(GlobalRunQueue { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 });
+/// The global run queue.
+pub static GLOBAL: SpinLock<ThreadList> = SpinLock::new(ThreadList::new());
 
 /// Threads in the global queue (a racy hint, read without the lock).
 pub static GLOBAL_LEN: AtomicU32 = AtomicU32::new(0);
 
-impl GlobalRunQueue {
+impl ThreadList {
+    pub const fn new() -> ThreadList {
+        ThreadList { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }
+    }
+
     pub fn push(&mut self, g: *mut G) {
         // SAFETY: `g` is a live thread record that belongs to the queue now.
         unsafe { (*g).sched_link.set(core::ptr::null_mut()) };
@@ -216,7 +224,6 @@ impl GlobalRunQueue {
         }
         self.tail = g;
         self.len += 1;
-        GLOBAL_LEN.store(self.len as u32, Ordering::Relaxed);
     }
 
     pub fn push_batch(&mut self, batch: &Batch) {
@@ -236,11 +243,24 @@ impl GlobalRunQueue {
             self.tail = core::ptr::null_mut();
         }
         self.len -= 1;
-        GLOBAL_LEN.store(self.len as u32, Ordering::Relaxed);
         Some(g)
     }
 
     pub fn len(&self) -> usize {
         self.len
     }
+}
+
+/// Queues `g` on the global queue.
+pub fn global_push(g: &'static G) {
+    let mut global = GLOBAL.lock();
+    global.push(g as *const G as *mut G);
+    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
+}
+
+/// Queues a batch on the global queue.
+pub fn global_push_batch(batch: &Batch) {
+    let mut global = GLOBAL.lock();
+    global.push_batch(batch);
+    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
 }

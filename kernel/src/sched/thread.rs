@@ -290,13 +290,39 @@ where
     }
 }
 
+/// Starts a thread named `name` running `f` that runs only on CPU `cpu` (it is never stolen
+/// nor migrated). Panics if there is no memory for it or no such CPU is online.
+pub fn spawn_on<F, T>(cpu: usize, name: &str, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    assert!(
+        cpu < crate::sched::percpu::MAX_CPUS && crate::sched::percpu::cpu(cpu).online.load(Ordering::Acquire),
+        "spawn_on: CPU {cpu} is not online"
+    );
+    match spawn_impl(name, f, cpu as u32) {
+        Ok(handle) => handle,
+        Err(e) => panic!("spawn_on({cpu}, \"{name}\"): {e}"),
+    }
+}
+
 /// Starts a thread named `name` running `f`, or says why it cannot.
 pub fn try_spawn<F, T>(name: &str, f: F) -> Result<JoinHandle<T>, SpawnError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    spawn_impl(name, f, crate::sched::g::NOT_PINNED)
+}
+
+fn spawn_impl<F, T>(name: &str, f: F, pin: u32) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     let g = gfget()?;
+    g.pinned.store(pin, Ordering::Relaxed);
     let stack = match stack::alloc() {
         Ok(stack) => stack,
         Err(e) => {
@@ -417,11 +443,13 @@ extern "C" fn exit_m(g: &'static G) -> ! {
         inner.done = true;
         core::mem::replace(&mut inner.joiner, core::ptr::null())
     };
+    // Drop the thread's own reference before waking the joiner: once awake (maybe on another
+    // CPU) the joiner may check that every thread record is back where it belongs.
+    release(g);
     if !joiner.is_null() {
         // SAFETY: a joiner stays parked (alive) until readied here.
         crate::sched::ready(unsafe { &*joiner });
     }
-    release(g);
     crate::sched::schedule()
 }
 

@@ -99,7 +99,7 @@ impl<T> Case for RecvCase<'_, T> {
 
     unsafe fn release_parked(&self) {
         // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_parked() };
+        unsafe { self.chan.raw().state.unlock_parked() }
     }
 
     fn try_now(&mut self) -> Poll {
@@ -169,7 +169,7 @@ impl<T> Case for SendCase<'_, T> {
 
     unsafe fn release_parked(&self) {
         // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_parked() };
+        unsafe { self.chan.raw().state.unlock_parked() }
     }
 
     fn try_now(&mut self) -> Poll {
@@ -250,12 +250,15 @@ impl<'c, 'a> LockSet<'c, 'a> {
 }
 
 impl ParkUnlock for LockSet<'_, '_> {
-    unsafe fn unlock_parked(&self) -> u32 {
+    fn lock_count(&self) -> u32 {
+        self.len as u32
+    }
+
+    unsafe fn unlock_parked(&self) {
         for &i in self.order[..self.len].iter().rev() {
             // SAFETY: the parked thread locked these with `lock`.
             unsafe { self.cases[i].release_parked() };
         }
-        self.len as u32
     }
 }
 

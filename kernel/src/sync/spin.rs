@@ -128,19 +128,26 @@ impl<'a, T> SpinGuard<'a, T> {
 
 /// Locks that `sched::park` can release on g0 on behalf of the parked thread.
 pub trait ParkUnlock {
+    /// How many spin locks `unlock_parked` releases (the parked thread's `locks` count drops by
+    /// this much -- before the release, since the thread may run again right after it).
+    fn lock_count(&self) -> u32;
+
     /// Releases the lock(s) the parked thread held (their guards given up with `into_parked`
-    /// or `lock_raw`); returns how many, so the caller can lower the thread's `locks` count.
+    /// or `lock_raw`).
     ///
     /// # Safety
     /// The locks must be held by the parked thread without live guards.
-    unsafe fn unlock_parked(&self) -> u32;
+    unsafe fn unlock_parked(&self);
 }
 
 impl<T> ParkUnlock for SpinLock<T> {
-    unsafe fn unlock_parked(&self) -> u32 {
+    fn lock_count(&self) -> u32 {
+        1
+    }
+
+    unsafe fn unlock_parked(&self) {
         // SAFETY: by the contract the lock is held and its guard is gone.
         unsafe { self.inner.force_unlock() };
-        1
     }
 }
 

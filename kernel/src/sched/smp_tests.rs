@@ -1,0 +1,198 @@
+//! Tests of the scheduler on several CPUs: every CPU works, stealing spreads a fan-out,
+//! wake-ups cross CPUs without being lost, locks hold across CPUs, and one CPU spinning with
+//! interrupts off does not stop the others. (With one CPU they still run, checking what one
+//! CPU can show.)
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use crate::arch::cpu::IrqGuard;
+use crate::ktest;
+use crate::sched::counters::totals;
+use crate::sched::percpu::{CPUS_ONLINE, MAX_CPUS, online_cpus, this_cpu};
+use crate::sched::{spawn, spawn_on, yield_now};
+use crate::sync::{Chan, Mutex, chan};
+
+fn cpus() -> usize {
+    CPUS_ONLINE.load(Ordering::Acquire) as usize
+}
+
+/// The CPU the caller runs on (it may move right after: for recording only).
+fn where_am_i() -> usize {
+    let _irq = IrqGuard::new();
+    this_cpu().id as usize
+}
+
+ktest! {
+    /// Every CPU the MADT lists came up.
+    fn every_cpu_came_up() {
+        let qemu = crate::arch::fwcfg::cpu_count().expect("fw_cfg is present") as usize;
+        assert_eq!(cpus(), qemu.min(MAX_CPUS), "CPUs online vs QEMU -smp");
+        assert_eq!(online_cpus().count(), cpus());
+    }
+}
+
+ktest! {
+    /// A fan-out of 1,000 threads started on one CPU spreads to every CPU by stealing.
+    fn fan_out_is_stolen_by_every_cpu() {
+        let before = totals();
+        let per_cpu_before: Vec<u64> = online_cpus().map(|c| c.counters.switches.load(Ordering::Relaxed)).collect();
+        let threads: Vec<_> = (0..1000u64)
+            .map(|i| {
+                spawn("fan-out", move || {
+                    let mut ran_on = 0u64;
+                    for _ in 0..3 {
+                        ran_on |= 1 << where_am_i();
+                        // Some work between yields, so that the queues stay full a while.
+                        let mut x = i;
+                        for _ in 0..2000 {
+                            x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        }
+                        yield_now();
+                    }
+                    ran_on
+                })
+            })
+            .collect();
+        let mut seen = 0u64;
+        for t in threads {
+            seen |= t.join().expect("fan-out thread");
+        }
+        let steals = totals().since(&before).steals;
+        crate::println!("fan-out ran on CPUs {seen:#b}; {steals} steals");
+        assert_eq!(seen.count_ones() as usize, cpus(), "not every CPU ran threads");
+        for (cpu, before) in online_cpus().zip(per_cpu_before) {
+            assert!(cpu.counters.switches.load(Ordering::Relaxed) > before, "CPU {} switched no thread", cpu.id);
+        }
+        if cpus() > 1 {
+            assert!(steals > 0, "no thread was stolen");
+        }
+    }
+}
+
+ktest! {
+    /// 100,000 round trips between two threads pinned to different CPUs: every wake-up crosses
+    /// CPUs (an IPI to a halted CPU), none is lost, the count is exact.
+    fn cross_cpu_ping_pong() {
+        const ROUNDS: u64 = 100_000;
+        let (a_cpu, b_cpu) = (0, cpus() - 1);
+        let (ping, pong): (Chan<u64>, Chan<u64>) = (chan(0), chan(0));
+        let echo = {
+            let (ping, pong) = (ping.clone(), pong.clone());
+            spawn_on(b_cpu, "echo", move || {
+                let mut n = 0;
+                while let Some(v) = ping.recv() {
+                    assert_eq!(where_am_i(), b_cpu, "a pinned thread moved");
+                    pong.send(v + 1);
+                    n += 1;
+                }
+                n
+            })
+        };
+        let driver = spawn_on(a_cpu, "driver", move || {
+            for i in 0..ROUNDS {
+                ping.send(i);
+                assert_eq!(pong.recv(), Some(i + 1), "round trip {i}");
+            }
+            assert_eq!(where_am_i(), a_cpu, "a pinned thread moved");
+            ping.close();
+        });
+        driver.join().expect("driver");
+        assert_eq!(echo.join().expect("echo"), ROUNDS);
+    }
+}
+
+ktest! {
+    /// A Mutex-protected counter hammered by one pinned thread per CPU: the total is exact.
+    fn mutex_across_cpus_is_exact() {
+        const EACH: u64 = 20_000;
+        static COUNTER: Mutex<u64> = Mutex::new(0);
+        *COUNTER.lock() = 0;
+        let threads: Vec<_> = (0..cpus())
+            .map(|cpu| {
+                spawn_on(cpu, "hammer", || {
+                    for _ in 0..EACH {
+                        *COUNTER.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("hammer");
+        }
+        assert_eq!(*COUNTER.lock(), EACH * cpus() as u64);
+    }
+}
+
+ktest! {
+    /// A thread sleeping on one CPU is woken by a timer there even while its waker runs on
+    /// another, and threads parked on one CPU are readied from others.
+    fn wake_ups_cross_cpus() {
+        let done: Chan<usize> = chan(MAX_CPUS);
+        let sleepers: Vec<_> = (0..cpus())
+            .map(|cpu| {
+                let done = done.clone();
+                spawn_on(cpu, "sleeper", move || {
+                    crate::sched::sleep(Duration::from_millis(5));
+                    done.send(where_am_i());
+                })
+            })
+            .collect();
+        let mut woke = 0u64;
+        for _ in 0..cpus() {
+            woke |= 1 << done.recv().expect("open");
+        }
+        assert_eq!(woke.count_ones() as usize, cpus());
+        for s in sleepers {
+            s.join().expect("sleeper");
+        }
+    }
+}
+
+ktest! {
+    /// One CPU spinning with interrupts disabled does not stop the others: they finish a
+    /// channel workload meanwhile (the scheduler is not globally serialised).
+    fn a_spinning_cpu_does_not_stop_the_others() {
+        if cpus() < 2 {
+            crate::println!("(one CPU: nothing to check)");
+            return;
+        }
+        static WORK_DONE: AtomicBool = AtomicBool::new(false);
+        static SPINS: AtomicU64 = AtomicU64::new(0);
+        WORK_DONE.store(false, Ordering::SeqCst);
+        let spinner_cpu = cpus() - 1;
+        let started_rx: Chan<()> = chan(1);
+        let started_tx = started_rx.clone();
+        let spinner = spawn_on(spinner_cpu, "irq-off-spinner", move || {
+            let _irq = IrqGuard::new();
+            started_tx.send(());
+            let deadline = crate::time::now() + Duration::from_secs(20);
+            while !WORK_DONE.load(Ordering::SeqCst) && crate::time::now() < deadline {
+                SPINS.fetch_add(1, Ordering::Relaxed);
+                core::hint::spin_loop();
+            }
+            WORK_DONE.load(Ordering::SeqCst)
+        });
+        started_rx.recv().expect("the spinner started");
+        // The others run a ping-pong pair while the spinner holds its CPU.
+        let (ping, pong): (Chan<u32>, Chan<u32>) = (chan(0), chan(0));
+        let echo = {
+            let (ping, pong) = (ping.clone(), pong.clone());
+            spawn_on(0, "echo", move || {
+                while let Some(v) = ping.recv() {
+                    pong.send(v);
+                }
+            })
+        };
+        for i in 0..1000 {
+            ping.send(i);
+            assert_eq!(pong.recv(), Some(i));
+        }
+        ping.close();
+        echo.join().expect("echo");
+        WORK_DONE.store(true, Ordering::SeqCst);
+        assert!(spinner.join().expect("spinner"), "the spinner gave up before the others finished");
+        assert!(SPINS.load(Ordering::Relaxed) > 0);
+    }
+}
