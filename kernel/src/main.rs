@@ -24,6 +24,7 @@ mod mm;
 mod panic;
 mod sched;
 mod stats;
+mod stress;
 mod sync;
 mod time;
 
@@ -142,17 +143,14 @@ extern "C" fn kernel_main(_: usize) -> ! {
     let first = match cmdline.run {
         Run::Demo => sched::spawn("main", demo::run),
         Run::Tests => sched::spawn("ktest", || ktest::run(cmdline.tests)),
-        Run::Stress => sched::spawn("stress", || -> () { unimplemented_mode("stress") }),
+        Run::Stress => {
+            sched::spawn("stress", || -> () { stress::run(cmdline.stress_seconds, cmdline.seed, cmdline.inject) })
+        }
         Run::Bench => sched::spawn("bench", || bench::run(cmdline.bench)),
     };
     // The first thread ends the run itself (it exits QEMU); nobody joins it.
     drop(first);
     sched::run_scheduler(bsp)
-}
-
-fn unimplemented_mode(name: &str) -> ! {
-    println!("{name}: this mode is not available in this build");
-    exit(ExitCode::Failure)
 }
 
 /// `crash=`: fail in a chosen way, so that the runner's handling of each can be tested.
