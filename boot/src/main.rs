@@ -30,8 +30,8 @@ struct Opts {
     /// Number of CPUs.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     smp: u32,
-    /// Guest memory in MiB.
-    #[arg(long, global = true, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    /// Guest memory in MiB (QEMU takes host memory only as the guest touches it).
+    #[arg(long, global = true, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=65536))]
     memory: u32,
     /// Build the kernel optimised, without debug assertions.
     #[arg(long, global = true)]
@@ -122,8 +122,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
     let (mut words, default_timeout, interactive, icount): (Vec<String>, Option<u64>, bool, bool) = match &command {
         Command::Run => {
+            // In a terminal, the demo ends in the kernel's shell, reading what is typed here.
             let interactive = std::io::stdin().is_terminal();
-            (Vec::new(), None, interactive, opts.icount)
+            let words = if interactive { vec!["shell=on".to_string()] } else { Vec::new() };
+            (words, None, interactive, opts.icount)
         }
         Command::Test { filter } => {
             (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false, opts.icount)
@@ -150,6 +152,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         gdb: opts.gdb,
         qemu_args: opts.qemu_args.clone(),
         interactive,
+        input: None,
         echo: true,
     };
     let result = boot::run(&image, &elf, &cfg)?;

@@ -41,6 +41,9 @@ pub struct RunConfig {
     pub qemu_args: Vec<String>,
     /// Connect QEMU's stdin to ours, so typed input reaches the serial port.
     pub interactive: bool,
+    /// Bytes to type on the serial port (for tests of the kernel's shell). QEMU takes them as
+    /// fast as the guest's UART accepts them, so none is lost.
+    pub input: Option<Vec<u8>>,
     /// Print the output as it arrives.
     pub echo: bool,
 }
@@ -50,13 +53,14 @@ impl Default for RunConfig {
         RunConfig {
             firmware: Firmware::Bios,
             smp: 1,
-            memory_mib: 256,
+            memory_mib: 1024,
             cmdline: String::new(),
             timeout: Some(Duration::from_secs(300)),
             icount: false,
             gdb: false,
             qemu_args: Vec::new(),
             interactive: false,
+            input: None,
             echo: false,
         }
     }
@@ -128,10 +132,23 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
         eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
         eprintln!("  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'", elf.display());
     }
-    cmd.stdin(if cfg.interactive { Stdio::inherit() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let stdin = match (&cfg.input, cfg.interactive) {
+        (Some(_), _) => Stdio::piped(),
+        (None, true) => Stdio::inherit(),
+        (None, false) => Stdio::null(),
+    };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting {}", qemu.display()))?;
+    // Type the input from a thread (the pipe may fill up until the guest reads); keep QEMU's
+    // stdin open afterwards, as a terminal would be.
+    let typist = match (cfg.input.clone(), child.stdin.take()) {
+        (Some(bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+            let _ = stdin.flush();
+            stdin
+        })),
+        _ => None,
+    };
 
     // Read stdout on a thread: lines go to a channel, so the watchdog below can wait for exit.
     let stdout = child.stdout.take().expect("piped stdout");
@@ -179,6 +196,7 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
         std::thread::sleep(Duration::from_millis(20));
     };
     let _ = reader.join();
+    drop(typist.and_then(|t| t.join().ok()));
     let transcript: String = rx.try_iter().map(|l| l + "\n").collect();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     let _ = std::fs::remove_file(&cmdline_file);

@@ -23,6 +23,7 @@ mod ktest;
 mod mm;
 mod panic;
 mod sched;
+mod shell;
 mod stats;
 mod stress;
 mod sync;
@@ -68,7 +69,14 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     // SAFETY: only this function, once, on CPU 0, writes the buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(CMDLINE_TEXT) };
     let len = arch::fwcfg::read_file(arch::fwcfg::CMDLINE_FILE, buf).unwrap_or(0);
-    let text = core::str::from_utf8(&buf[..len]).unwrap_or("");
+    if len > buf.len() {
+        println!("cmdline: error: the command line has {len} bytes; at most {} fit", buf.len());
+        exit(ExitCode::Failure);
+    }
+    let Ok(text) = core::str::from_utf8(&buf[..len]) else {
+        println!("cmdline: error: the command line is not valid UTF-8");
+        exit(ExitCode::Failure);
+    };
     let parsed = match cmdline::parse(text.trim()) {
         Ok(parsed) => parsed,
         Err(e) => {

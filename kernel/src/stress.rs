@@ -1133,11 +1133,6 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
         bug.map_or("none", Bug::name)
     );
 
-    // The baseline must find the caches in the state the end will find them: with a recycled
-    // thread record to free, so that the table of all records is shrunk both times.
-    if let Ok(handle) = try_spawn("stress-warm-up", || ()) {
-        let _ = handle.join();
-    }
     let base = Baseline::take();
     let threads_before = live_threads();
     let summary = match torture(Duration::from_secs(seconds), seed, bug, cpus) {

@@ -24,6 +24,14 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// The TSC value at time `when` (since boot): timers keep their deadlines in TSC units, so
+/// that checking for a due timer is one `rdtsc` and one comparison.
+pub fn tsc_at(when: Duration) -> u64 {
+    let hz = TSC_HZ.load(Ordering::Relaxed);
+    let ticks = (when.as_nanos() * u128::from(hz) / 1_000_000_000).min(u128::from(u64::MAX / 2)) as u64;
+    TSC_AT_BOOT.load(Ordering::Relaxed).saturating_add(ticks)
+}
+
 /// Time since boot.
 pub fn now() -> Duration {
     let ticks = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));

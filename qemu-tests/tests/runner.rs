@@ -24,7 +24,7 @@ type Check = fn() -> Result<()>;
 
 fn main() {
     let args = Arguments::from_args();
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 11] = [
         ("kernel_panic_is_a_fatal_failure", kernel_panic_is_a_fatal_failure),
         ("triple_fault_is_reported_as_such", triple_fault_is_reported_as_such),
         ("hang_is_stopped_by_the_watchdog", hang_is_stopped_by_the_watchdog),
@@ -35,6 +35,7 @@ fn main() {
         ("demo_prints_the_first_100_primes", demo_prints_the_first_100_primes),
         ("smp_option_reaches_the_guest", smp_option_reaches_the_guest),
         ("uefi_output_is_free_of_escape_codes", uefi_output_is_free_of_escape_codes),
+        ("typed_input_reaches_the_shell", typed_input_reaches_the_shell),
     ];
     let trials = checks
         .into_iter()
@@ -210,5 +211,28 @@ fn uefi_output_is_free_of_escape_codes() -> Result<()> {
         tail(&run.transcript)
     );
     ensure!(!run.transcript.contains('\u{1b}'), "an escape code survived in the UEFI transcript");
+    Ok(())
+}
+
+/// What is typed on the serial line reaches the kernel's shell, which answers: `ps` lists the
+/// shell's own thread, `sieve 20` computes the 20th prime, `exit` ends the run with success.
+fn typed_input_reaches_the_shell() -> Result<()> {
+    let cfg = RunConfig {
+        cmdline: "shell=on".into(),
+        input: Some(b"ps\nsieve 20\nbogus\nexit\n".to_vec()),
+        timeout: Some(TIMEOUT),
+        ..RunConfig::default()
+    };
+    let run = boot(cfg)?;
+    ensure!(run.outcome.is_success(), "the shell session failed: {}\n{}", run.outcome, tail(&run.transcript));
+    let t = &run.transcript;
+    ensure!(t.contains("prologue> ps"), "the typed command was not echoed:\n{}", tail(t));
+    ensure!(
+        t.lines().any(|l| l.contains(" main ") && l.contains("running")),
+        "ps did not list the running shell thread:\n{}",
+        tail(t)
+    );
+    ensure!(t.contains("the first 20 primes end with [53, 59, 61, 67, 71]"), "sieve 20 gave no right answer:\n{}", tail(t));
+    ensure!(t.contains("unknown command 'bogus'"), "a bad command was not reported:\n{}", tail(t));
     Ok(())
 }

@@ -42,8 +42,9 @@ pub fn present() -> bool {
     &sig == b"QEMU"
 }
 
-/// Reads fw_cfg file `name` into `buf`; returns its length (truncated to `buf`), or `None` if
-/// the device or the file is missing.
+/// Reads fw_cfg file `name` into `buf`; returns the file's full length (only the first
+/// `buf.len()` bytes are read: a larger result means it did not fit), or `None` if the device
+/// or the file is missing.
 pub fn read_file(name: &str, buf: &mut [u8]) -> Option<usize> {
     if !present() {
         return None;
@@ -63,7 +64,7 @@ pub fn read_file(name: &str, buf: &mut [u8]) -> Option<usize> {
             select(u16::from_be_bytes(sel));
             let n = size.min(buf.len());
             read_bytes(&mut buf[..n]);
-            return Some(n);
+            return Some(size);
         }
     }
     None

@@ -11,24 +11,48 @@
 //! steals half of another CPU's ring, trying the others in a random order, up to four rounds;
 //! only in the last round may it take another CPU's `runnext`.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sched::g::G;
 use crate::sched::percpu::{self, MAX_CPUS, PerCpu};
 
-/// Wakes one idle CPU other than `from`, if any is halted.
-pub fn wake_idle_cpu(from: &PerCpu) {
-    if percpu::CPUS_ONLINE.load(Ordering::Relaxed) <= 1 {
-        return;
+/// CPUs halted in their idle loop, one bit each (a hint; `PerCpu::idle` decides).
+pub static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks `cpu` idle (before its last look for work) or busy.
+pub fn set_idle(cpu: &PerCpu, idle: bool) {
+    cpu.idle.store(idle, Ordering::SeqCst);
+    if idle {
+        IDLE_CPUS.fetch_or(1 << cpu.id, Ordering::SeqCst);
+    } else {
+        IDLE_CPUS.fetch_and(!(1 << cpu.id), Ordering::SeqCst);
     }
+}
+
+/// Wakes one idle CPU other than `from`, if any is halted (Go's `wakep`).
+#[inline]
+pub fn wake_idle_cpu(from: &PerCpu) {
+    if percpu::CPUS_ONLINE.load(Ordering::Relaxed) == 1 {
+        return; // nobody else to wake
+    }
+    // The fence orders the caller's queueing before the look at the idle CPUs (pairs with
+    // the idle CPU's store of its bit before its last look for work).
     core::sync::atomic::fence(Ordering::SeqCst);
-    for cpu in percpu::online_cpus() {
-        if cpu.id != from.id
-            && cpu.idle.load(Ordering::SeqCst)
-            && cpu.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-        {
+    let others = IDLE_CPUS.load(Ordering::SeqCst) & !(1 << from.id);
+    if others != 0 {
+        wake_one_of(from, others);
+    }
+}
+
+#[cold]
+fn wake_one_of(from: &PerCpu, mut candidates: u64) {
+    while candidates != 0 {
+        let id = candidates.trailing_zeros() as usize;
+        candidates &= candidates - 1;
+        let cpu = percpu::cpu(id);
+        if cpu.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
-            crate::arch::apic::send_wakeup(cpu.id as usize);
+            crate::arch::apic::send_wakeup(id);
             return;
         }
     }

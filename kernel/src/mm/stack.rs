@@ -229,6 +229,7 @@ fn alloc_fresh(region: &SlotRegion, reserve: usize, initial: usize) -> Result<St
 }
 
 /// Allocates a thread stack: from the pool if it has one, else fresh.
+#[inline]
 pub fn alloc() -> Result<Stack, StackError> {
     let pooled = {
         let mut pool = POOL.lock();
@@ -275,8 +276,22 @@ pub fn release_uncached(stack: Stack) {
 
 /// Frees a thread stack into the pool (keeping grown pages within the budget), or releases it
 /// entirely if the pool is full. Must not be called on that stack.
-pub fn free(mut stack: Stack) {
+#[inline]
+pub fn free(stack: Stack) {
     COUNTERS.live.fetch_sub(1, Ordering::Relaxed);
+    {
+        let mut pool = POOL.lock();
+        if pool.stacks.len() < POOL_MAX && stack.mapped_size() == stack.initial {
+            pool.stacks.push(stack);
+            return;
+        }
+    }
+    free_slow(stack);
+}
+
+/// `free` for a full pool or a grown stack.
+#[cold]
+fn free_slow(mut stack: Stack) {
     let mut pool = POOL.lock();
     if pool.stacks.len() >= POOL_MAX {
         drop(pool);

@@ -47,8 +47,6 @@ counters! {
     spawns,
     /// Threads switched in (context switches).
     switches,
-    /// Passes through the scheduler loop.
-    schedules,
     /// Threads taken from another CPU's run queue.
     steals,
     /// Threads taken from the global run queue.

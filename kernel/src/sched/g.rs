@@ -181,7 +181,7 @@ pub struct G {
     /// The CPU this thread must run on, or `NOT_PINNED`.
     pub pinned: AtomicU32,
     /// The lock `park` hands to g0 to release once the thread is parked.
-    pub park_lock: UnsafeCell<Option<*const dyn crate::sync::spin::ParkUnlock>>,
+    pub park_lock: UnsafeCell<*const ()>,
 
     // ---- identity and lifetime (threads) ----
     pub id: Cell<u64>,
@@ -199,8 +199,6 @@ pub struct G {
     pub stack_growths: AtomicU32,
     /// Deepest stack use seen by the slow path or a growth, in bytes.
     pub stack_peak: AtomicUsize,
-    /// Times this thread was switched in.
-    pub switches: AtomicU64,
 }
 
 // Offsets used by assembly.
@@ -267,7 +265,7 @@ impl G {
             preempt_tick: AtomicU64::new(0),
             sched_link: Cell::new(core::ptr::null_mut()),
             param: AtomicUsize::new(0),
-            park_lock: UnsafeCell::new(None),
+            park_lock: UnsafeCell::new(core::ptr::null()),
             pinned: AtomicU32::new(NOT_PINNED),
             id: Cell::new(0),
             name: Cell::new(Name::empty()),
@@ -277,7 +275,6 @@ impl G {
             exit: crate::sched::thread::ExitState::new(),
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),
-            switches: AtomicU64::new(0),
         }
     }
 
@@ -298,16 +295,18 @@ impl G {
     }
 
     /// Moves the state from `from` to `to`; panics (with the rule broken) if it was not `from`.
+    #[inline(always)]
     pub fn transition(&self, from: GState, to: GState) {
         let old = self.state.swap(to as u8, Ordering::AcqRel);
-        assert!(
-            old == from as u8,
-            "thread {} state {:?} -> {:?}, but it was {:?}",
-            self.id.get(),
-            from,
-            to,
-            GState::from_u8(old)
-        );
+        if old != from as u8 {
+            self.bad_transition(from, to, old);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_transition(&self, from: GState, to: GState, old: u8) -> ! {
+        panic!("thread {} state {:?} -> {:?}, but it was {:?}", self.id.get(), from, to, GState::from_u8(old))
     }
 
     /// Sets the state without checking the old one (for records being set up).

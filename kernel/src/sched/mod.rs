@@ -66,27 +66,32 @@ pub fn run_scheduler(cpu: &'static PerCpu) -> ! {
 
 /// Queues `g` on `cpu` (whose owner we are, interrupts off), spilling to the global queue if
 /// the local ring is full, and wakes an idle CPU to take it if there is one.
+#[inline(always)]
 pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
-    let pin = g.pinned.load(Ordering::Relaxed);
-    if pin != g::NOT_PINNED {
-        let target = percpu::cpu(pin as usize);
-        {
-            let mut inbox = target.inbox.lock();
-            inbox.push(g as *const G as *mut G);
-            target.inbox_len.store(inbox.len() as u32, Ordering::Release);
-        }
-        if target.id != cpu.id {
-            crate::arch::smp::wake_cpu(cpu, target);
-        }
+    if g.pinned.load(Ordering::Relaxed) != g::NOT_PINNED {
+        put_pinned(cpu, g);
         return;
     }
-    if let Some(batch) = cpu.runq.put(g, next) {
-        runq::global_push_batch(&batch);
-    }
+    cpu.runq.put(g, next);
     crate::arch::smp::wake_idle_cpu(cpu);
 }
 
+/// Queues pinned thread `g` in its CPU's inbox, waking that CPU if it is idle.
+#[cold]
+fn put_pinned(cpu: &PerCpu, g: &'static G) {
+    let target = percpu::cpu(g.pinned.load(Ordering::Relaxed) as usize);
+    {
+        let mut inbox = target.inbox.lock();
+        inbox.push(g as *const G as *mut G);
+        target.inbox_len.store(inbox.len() as u32, Ordering::Release);
+    }
+    if target.id != cpu.id {
+        crate::arch::smp::wake_cpu(cpu, target);
+    }
+}
+
 /// Makes waiting thread `g` runnable, in this CPU's `runnext` slot (Go's `ready`).
+#[inline(always)]
 pub fn ready(g: &'static G) {
     g.transition(GState::Waiting, GState::Runnable);
     g.wait_reason.set(WaitReason::None);
@@ -96,33 +101,36 @@ pub fn ready(g: &'static G) {
 
 /// Parks the current thread until someone calls `ready` on it (Go's `gopark`).
 ///
-/// If `lock` is given, the caller holds it (through a guard given up with `into_parked`); it
-/// is released on g0 after the thread is marked Waiting. The thread must hold no other lock.
-pub fn park(reason: WaitReason, lock: Option<&dyn ParkUnlock>) {
+/// The caller holds `lock` (through a guard given up with `into_parked`, or `lock_raw`): the
+/// lock of whatever the thread waits on. It is released on g0 after the thread is marked
+/// Waiting, so whoever readies the thread (under that lock) finds it parked. The thread must
+/// hold no other lock.
+#[inline]
+pub fn park<L: ParkUnlock>(reason: WaitReason, lock: &L) {
     let g = current();
     g.wait_reason.set(reason);
-    // SAFETY: only `park_m`, for this same thread, reads the slot; the lock outlives the
-    // park (the caller holds it), so erasing its lifetime for the hand-over is sound.
-    unsafe { *g.park_lock.get() = lock.map(|l| core::mem::transmute::<&dyn ParkUnlock, *const dyn ParkUnlock>(l)) };
+    // SAFETY: only `park_m::<L>`, for this same thread, reads the slot, while the caller still
+    // holds the lock object alive (it is parked inside this call).
+    unsafe { *g.park_lock.get() = lock as *const L as *const () };
     // SAFETY: called by a thread; it resumes here when readied.
-    unsafe { mcall(park_m) };
+    unsafe { mcall(park_m::<L>) };
 }
 
-extern "C" fn park_m(g: &'static G) -> ! {
-    // SAFETY: written by `park` for this thread just before the switch.
-    let lock = unsafe { (*g.park_lock.get()).take() };
+extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
+    // SAFETY: `park::<L>` stored a pointer to a live `L` for this thread just before the switch.
+    let lock = unsafe { &*(*g.park_lock.get() as *const L) };
     // Settle the thread's lock count first: once the lock is released, another CPU may ready
-    // and run the thread, which then owns its own count again.
-    // SAFETY: the lock object outlives the park (see `park`).
-    let held = lock.map_or(0, |l| unsafe { (*l).lock_count() });
-    let locks = g.locks.load(Ordering::Relaxed);
-    assert!(locks == held, "thread {} parked holding {} spin lock(s)", g.id.get(), locks - held);
+    // and run the thread, which then owns its own count again. It held exactly the locks
+    // being released here (checked in debug builds).
+    if cfg!(debug_assertions) {
+        let locks = g.locks.load(Ordering::Relaxed);
+        let held = lock.lock_count();
+        assert!(locks == held, "thread {} parked holding {} other spin lock(s)", g.id.get(), locks - held);
+    }
     g.locks.store(0, Ordering::Relaxed);
     g.transition(GState::Running, GState::Waiting);
-    if let Some(lock) = lock {
-        // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
-        unsafe { (*lock).unlock_parked() };
-    }
+    // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
+    unsafe { lock.unlock_parked() };
     schedule()
 }
 
@@ -152,6 +160,8 @@ pub fn preempt_m(g: &'static G) -> ! {
 }
 
 /// Picks the next thread for this CPU and switches to it. Runs on g0 with interrupts off.
+/// (Inlined into the few places that end in it: it is the hot path of every switch.)
+#[inline(always)]
 pub fn schedule() -> ! {
     let cpu = this_cpu();
     debug_assert!(cpu.is_g0(current()), "schedule() called off g0");
@@ -161,6 +171,7 @@ pub fn schedule() -> ! {
 }
 
 /// Runs `g` on `cpu`. With `inherit` it keeps the current time slice (it came from `runnext`).
+#[inline(always)]
 fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
     g.transition(GState::Runnable, GState::Running);
     // A fresh start: any request from before the thread was switched out is void (Go's
@@ -171,20 +182,21 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
         preempt::start_slice(cpu);
     }
     cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
-    g.switches.fetch_add(1, Ordering::Relaxed);
     // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
     unsafe { gogo(g) }
 }
 
 /// Finds a runnable thread, halting until one appears (Go's `findRunnable`).
+#[inline(always)]
 fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
     loop {
         let tick = cpu.schedtick.fetch_add(1, Ordering::Relaxed) + 1;
-        cpu.counters.schedules.fetch_add(1, Ordering::Relaxed);
-        timer::run_expired(cpu);
+        if timer::due(cpu) {
+            timer::run_expired(cpu);
+        }
 
         // Fairness: every 61st pass, the global queue first.
-        if tick % 61 == 0 && GLOBAL_LEN.load(Ordering::Relaxed) > 0 {
+        if GLOBAL_LEN.load(Ordering::Relaxed) > 0 && tick % 61 == 0 {
             let mut global = GLOBAL.lock();
             if let Some(g) = global.pop() {
                 GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
@@ -225,10 +237,7 @@ fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
     let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
     for _ in 0..share {
         match global.pop() {
-            Some(g) => {
-                let spilled = cpu.runq.put(g, false);
-                debug_assert!(spilled.is_none(), "local ring overflowed while refilling");
-            }
+            Some(g) => cpu.runq.put(g, false),
             None => break,
         }
     }
@@ -239,7 +248,7 @@ fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
 /// Nothing to run: halt until an interrupt (a timer tick or a wake-up IPI).
 fn idle(cpu: &PerCpu) {
     cpu.counters.idles.fetch_add(1, Ordering::Relaxed);
-    cpu.idle.store(true, Ordering::SeqCst);
+    crate::arch::smp::set_idle(cpu, true);
     // Re-check after announcing that we are idle: work queued before the store was visible
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
     let work = !cpu.runq.is_empty()
@@ -249,7 +258,7 @@ fn idle(cpu: &PerCpu) {
     if !work {
         crate::arch::cpu::enable_and_halt_then_disable();
     }
-    cpu.idle.store(false, Ordering::SeqCst);
+    crate::arch::smp::set_idle(cpu, false);
 }
 
 /// Puts the current thread to sleep for at least `duration`.

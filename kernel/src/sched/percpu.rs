@@ -55,8 +55,13 @@ pub struct PerCpu {
     pub in_irq: AtomicBool,
     /// Incremented by every pass through `schedule` (Go's `schedtick`).
     pub schedtick: AtomicU64,
-    /// Set by a timer interrupt that found the running thread over its quantum.
-    pub preempt_ticks: AtomicU32,
+    /// Timer interrupts taken by this CPU.
+    pub ticks: AtomicU64,
+    /// The tick at which the running thread's time slice started.
+    pub slice_start: AtomicU64,
+    /// TSC value at which this CPU's earliest timer is due (`u64::MAX`: none), so that the
+    /// scheduler can skip the timer heap with one comparison.
+    pub next_timer_tsc: AtomicU64,
     /// Records of the three non-thread contexts (pointed to by `g0`, `gintr`, `gcrit`).
     pub g0_rec: G,
     pub gintr_rec: G,
@@ -112,7 +117,9 @@ impl PerCpu {
             idle: AtomicBool::new(false),
             in_irq: AtomicBool::new(false),
             schedtick: AtomicU64::new(0),
-            preempt_ticks: AtomicU32::new(0),
+            ticks: AtomicU64::new(0),
+            slice_start: AtomicU64::new(0),
+            next_timer_tsc: AtomicU64::new(u64::MAX),
             g0_rec: G::system(GKind::Scheduler),
             gintr_rec: G::system(GKind::Interrupt),
             gcrit_rec: G::system(GKind::Critical),

@@ -36,12 +36,6 @@ pub enum Mode {
 static MODE: AtomicU8 = AtomicU8::new(Mode::Async as u8);
 /// Quantum in timer ticks.
 static QUANTUM_TICKS: AtomicU64 = AtomicU64::new(10);
-/// Per CPU: the tick at which the current time slice started.
-static SLICE_START: [AtomicU64; crate::sched::percpu::MAX_CPUS] =
-    [const { AtomicU64::new(0) }; crate::sched::percpu::MAX_CPUS];
-/// Per CPU: timer ticks so far.
-static TICKS: [AtomicU64; crate::sched::percpu::MAX_CPUS] =
-    [const { AtomicU64::new(0) }; crate::sched::percpu::MAX_CPUS];
 
 pub fn configure(mode: Mode, quantum_ms: u64) {
     MODE.store(mode as u8, Ordering::Relaxed);
@@ -77,24 +71,23 @@ pub fn enable() {
 }
 
 /// A new time slice starts on `cpu` (called by the scheduler when it switches threads).
+#[inline(always)]
 pub fn start_slice(cpu: &PerCpu) {
-    let id = cpu.id as usize;
-    SLICE_START[id].store(TICKS[id].load(Ordering::Relaxed), Ordering::Relaxed);
+    cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// The timer interrupt: count the tick, and request or force preemption of the running thread.
 pub fn timer_tick(frame: &mut TrapFrame) {
     let cpu = this_cpu();
-    let id = cpu.id as usize;
     cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
-    let now = TICKS[id].fetch_add(1, Ordering::Relaxed) + 1;
+    let now = cpu.ticks.fetch_add(1, Ordering::Relaxed) + 1;
     let mode = mode();
     let g = frame.interrupted();
     if mode == Mode::Off || !g.is_thread() {
         return;
     }
     if !g.preempt.load(Ordering::Relaxed) {
-        let used = now - SLICE_START[id].load(Ordering::Relaxed);
+        let used = now - cpu.slice_start.load(Ordering::Relaxed);
         if used >= QUANTUM_TICKS.load(Ordering::Relaxed) || crate::sched::timer::due(cpu) {
             g.request_preempt(now);
             cpu.counters.preempt_requests.fetch_add(1, Ordering::Relaxed);
@@ -144,9 +137,4 @@ pub extern "C" fn async_preempted() {
 
 extern "C" fn async_preempt_m(g: &'static crate::sched::g::G) -> ! {
     crate::sched::preempt_m(g)
-}
-
-/// Timer ticks so far on CPU `id`.
-pub fn ticks(id: usize) -> u64 {
-    TICKS[id].load(Ordering::Relaxed)
 }

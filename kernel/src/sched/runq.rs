@@ -57,57 +57,61 @@ impl LocalRunQueue {
         self.len() == 0
     }
 
-    /// Queues `g`; with `next`, into `runnext` (pushing its old occupant to the ring).
-    /// Returns a batch for the global queue if the ring was full.
+    /// Queues `g`; with `next`, into `runnext` (pushing its old occupant to the ring). If the
+    /// ring is full, half of it moves to the global queue.
     ///
     /// Owner CPU only, interrupts disabled.
-    pub fn put(&self, g: &'static G, next: bool) -> Option<Batch> {
+    #[inline]
+    pub fn put(&self, g: &'static G, next: bool) {
         let mut g = g as *const G as *mut G;
         if next {
             let old = self.runnext.swap(g, Ordering::AcqRel);
             if old.is_null() {
-                self.note_len();
-                return None;
+                return;
             }
             g = old;
         }
         loop {
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Relaxed);
-            if (t.wrapping_sub(h) as usize) < LOCAL_CAPACITY {
+            let queued = t.wrapping_sub(h);
+            if (queued as usize) < LOCAL_CAPACITY {
                 self.ring[t as usize % LOCAL_CAPACITY].store(g, Ordering::Relaxed);
                 self.tail.store(t.wrapping_add(1), Ordering::Release);
-                self.note_len();
-                return None;
+                // Only the owner writes the high-water mark: no atomic read-modify-write.
+                if queued + 1 > self.high_water.load(Ordering::Relaxed) {
+                    self.high_water.store(queued + 1, Ordering::Relaxed);
+                }
+                return;
             }
-            if let Some(batch) = self.take_half_for_global(h, t, g) {
-                return Some(batch);
+            if self.move_half_to_global(h, t, g) {
+                return;
             }
             // A stealer took some meanwhile: there is room now.
         }
     }
 
-    /// Moves the first half of a full ring plus `g` into a batch.
-    fn take_half_for_global(&self, h: u32, t: u32, g: *mut G) -> Option<Batch> {
+    /// Moves the first half of a full ring plus `g` to the global queue (Go's `runqputslow`).
+    /// Fails if a stealer moved the head meanwhile.
+    #[cold]
+    fn move_half_to_global(&self, h: u32, t: u32, g: *mut G) -> bool {
         let n = (t.wrapping_sub(h) / 2) as usize;
         let mut batch = Batch::new();
         for i in 0..n {
             batch.push(self.ring[(h as usize + i) % LOCAL_CAPACITY].load(Ordering::Relaxed));
         }
         if self.head.compare_exchange(h, h.wrapping_add(n as u32), Ordering::AcqRel, Ordering::Relaxed).is_err() {
-            return None;
+            return false;
         }
         batch.push(g);
-        Some(batch)
-    }
-
-    fn note_len(&self) {
-        self.high_water.fetch_max(self.len() as u32, Ordering::Relaxed);
+        global_push_batch(&batch);
+        true
     }
 
     /// Takes the next thread: `runnext` first (then `inherit` is true), else the ring's head.
     ///
     /// Owner CPU only, interrupts disabled.
+    #[inline]
     pub fn get(&self) -> Option<(&'static G, bool)> {
         let next = self.runnext.load(Ordering::Acquire);
         if !next.is_null()
@@ -166,7 +170,6 @@ impl LocalRunQueue {
                 // Keep the last stolen for ourselves, publish the rest.
                 let last = into.ring[(into_t.wrapping_add(n - 1)) as usize % LOCAL_CAPACITY].load(Ordering::Relaxed);
                 into.tail.store(into_t.wrapping_add(n - 1), Ordering::Release);
-                into.note_len();
                 // SAFETY: as above.
                 return Some(unsafe { &*last });
             }

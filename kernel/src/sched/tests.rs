@@ -374,6 +374,9 @@ ktest! {
     /// memory comes back. Prints the memory cost of an idle thread.
     fn hundred_thousand_idle_threads() {
         const N: usize = 100_000;
+        // About 5 KiB each: say so clearly rather than run out of memory half-way.
+        let free = crate::mm::frame::stats().free * crate::mm::layout::PAGE_SIZE;
+        assert!(free >= 700 << 20, "needs a 1 GiB guest (--memory 1024): only {} MiB free", free >> 20);
         let base = Baseline::take();
         let gate: Chan<()> = chan(0);
         let mut threads = Vec::with_capacity(N);

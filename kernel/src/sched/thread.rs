@@ -114,12 +114,14 @@ impl ExitState {
         }
     }
 
+    /// Prepares the state for a new thread. The caller owns the record exclusively (it just
+    /// came off the free list), so the lock is not needed.
     fn reset(&self) {
-        let mut inner = self.inner.lock();
+        // SAFETY: nobody else can reach this record yet (see above).
+        let inner = unsafe { self.inner.data_raw() };
         inner.done = false;
         inner.joiner = core::ptr::null();
         inner.death = None;
-        drop(inner);
         self.refs.store(2, Ordering::Relaxed);
         self.drop_result.set(None);
     }
@@ -177,6 +179,7 @@ struct FreeList {
 unsafe impl Send for FreeList {}
 
 /// A thread record: recycled, or newly allocated (Go's `gfget`).
+#[inline]
 fn gfget() -> Result<&'static G, SpawnError> {
     {
         let mut free = FREE.lock();
@@ -203,6 +206,7 @@ fn gfget() -> Result<&'static G, SpawnError> {
 }
 
 /// Returns a record to the free list (Go's `gfput`).
+#[inline]
 fn gfput(g: &'static G) {
     if let Some(drop_result) = g.exit.drop_result.take() {
         // SAFETY: the result was stored and never taken; it is dropped exactly once.
@@ -215,6 +219,7 @@ fn gfput(g: &'static G) {
 }
 
 /// Drops one reference to `g`; the last one recycles it.
+#[inline(always)]
 fn release(g: &'static G) {
     if g.exit.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
         gfput(g);
@@ -240,18 +245,20 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the thread to finish: `Ok(result)`, or `Err(death)` if it panicked, overflowed
     /// its stack, or faulted.
+    #[inline]
     pub fn join(self) -> Result<T, Death> {
         let g = self.g;
-        let inner = g.exit.inner.lock();
-        if inner.done {
-            drop(inner);
+        let mut inner = g.exit.inner.lock();
+        let death = if inner.done {
+            inner.death.take()
         } else {
-            let mut inner = inner;
             inner.joiner = current();
-            crate::sched::park(WaitReason::Join, Some(inner.into_parked()));
-        }
-        // `done` was set under the lock before we could see it, after the death/result.
-        let death = g.exit.inner.lock().death.take();
+            crate::sched::park(WaitReason::Join, inner.into_parked());
+            // The exit path wrote the death before marking the thread done and waking us, and
+            // nothing touches the record's exit state any more but us.
+            // SAFETY: as just said, our access is exclusive and ordered after the writes.
+            unsafe { g.exit.inner.data_raw() }.death.take()
+        };
         let result = match death {
             Some(death) => Err(death),
             // SAFETY: a thread that finished without dying stored a T.
@@ -338,9 +345,6 @@ where
     g.exit.reset();
     g.stack_growths.store(0, Ordering::Relaxed);
     g.stack_peak.store(0, Ordering::Relaxed);
-    g.switches.store(0, Ordering::Relaxed);
-    g.preempt.store(false, Ordering::Relaxed);
-    g.wait_reason.set(WaitReason::None);
 
     // Place the closure at the top of the new stack (or in a box if it is big), below it the
     // return address `gogo` pops: the entry trampoline.
@@ -362,7 +366,10 @@ where
     unsafe { (sp as *mut usize).write(thread_entry as usize) };
     // SAFETY: the thread has never run; we own its record until it is queued below.
     let ctx = unsafe { g.context() };
-    *ctx = crate::sched::g::Context { rsp: sp, rflags: 0x202, ..Default::default() };
+    // The entry trampoline needs only a stack and interrupts on; the other saved registers
+    // are restored but never read.
+    ctx.rsp = sp;
+    ctx.rflags = 0x202;
     g.set_state(GState::Runnable);
 
     let _irq = crate::arch::cpu::IrqGuard::new();
@@ -394,6 +401,7 @@ pub extern "C" fn thread_main() -> ! {
 }
 
 /// Ends the current thread normally (its result is stored).
+#[inline(always)]
 fn exit_now() -> ! {
     // SAFETY: called by a thread; `exit_m` never returns.
     unsafe { mcall(exit_m) };
@@ -501,9 +509,6 @@ pub fn release_cached() {
             free.head = unsafe { (*g).sched_link.replace(core::ptr::null_mut()) };
             freed.push(g);
         }
-    }
-    if freed.is_empty() {
-        return;
     }
     let mut all = ALL.lock();
     all.retain(|g| !freed.contains(&(*g as *const G as *mut G)));

@@ -1,15 +1,19 @@
 //! Per-CPU timers: `sleep`, and channels that receive after a delay (`time::after`).
 //!
-//! Each CPU keeps a binary heap of timers ordered by expiry time. Timers are added by threads
-//! running on that CPU and fired by the scheduler on g0 (`run_expired`, called on every pass
-//! through `find_runnable`, including the idle loop that the timer interrupt wakes once per
-//! tick). The timer interrupt itself only notices that a timer is due and asks the running
-//! thread to yield, so callbacks never run in interrupt context and may take ordinary locks.
+//! Each CPU keeps a binary heap of timers ordered by expiry time, in TSC units. Timers are added
+//! by threads running on that CPU and fired by the scheduler on g0 (`run_expired`, on every pass
+//! through `find_runnable` that finds one due, including the idle loop that the timer interrupt
+//! wakes once per tick). The timer interrupt itself only notices that a timer is due and asks
+//! the running thread to yield, so callbacks never run in interrupt context and may take
+//! ordinary locks.
 //!
-//! The heap is under an `IrqSpinLock` because the timer interrupt peeks at it (`due`).
+//! `PerCpu::next_timer_tsc` mirrors the earliest deadline (updated under the heap's lock), so
+//! the scheduler's check is one `rdtsc` and one comparison. The heap is under an `IrqSpinLock`
+//! because the timer interrupt reads it too.
 
 use alloc::collections::BinaryHeap;
 use core::cmp::{Ordering as CmpOrdering, Reverse};
+use core::sync::atomic::Ordering;
 use core::time::Duration;
 
 use crate::sched::g::{G, WaitReason};
@@ -25,7 +29,8 @@ pub enum Action {
 }
 
 pub struct Timer {
-    when: Duration,
+    /// Deadline, in TSC ticks.
+    when: u64,
     seq: u64,
     action: Action,
 }
@@ -60,13 +65,14 @@ impl TimerHeap {
         TimerHeap { heap: BinaryHeap::new(), seq: 0 }
     }
 
-    fn push(&mut self, when: Duration, action: Action) {
+    fn push(&mut self, when: u64, action: Action) {
         self.seq += 1;
         self.heap.push(Reverse(Timer { when, seq: self.seq, action }));
     }
 
-    fn next_due(&self) -> Option<Duration> {
-        self.heap.peek().map(|t| t.0.when)
+    /// The earliest deadline, or `u64::MAX`.
+    fn next_due(&self) -> u64 {
+        self.heap.peek().map_or(u64::MAX, |t| t.0.when)
     }
 
     pub fn len(&self) -> usize {
@@ -75,27 +81,33 @@ impl TimerHeap {
 }
 
 /// Is a timer due on `cpu`?
+#[inline(always)]
 pub fn due(cpu: &PerCpu) -> bool {
-    let next = cpu.timers.lock().next_due();
-    next.is_some_and(|when| when <= crate::time::now())
+    let next = cpu.next_timer_tsc.load(Ordering::Relaxed);
+    next != u64::MAX && crate::arch::cpu::rdtsc() >= next
+}
+
+/// Adds a timer to `cpu`'s heap.
+fn add(cpu: &PerCpu, heap: &mut TimerHeap, when: Duration, action: Action) {
+    heap.push(crate::time::tsc_at(when), action);
+    cpu.next_timer_tsc.store(heap.next_due(), Ordering::Relaxed);
 }
 
 /// Fires the due timers of `cpu`. On g0, interrupts off.
 pub fn run_expired(cpu: &PerCpu) {
-    let now = crate::time::now();
+    let now = crate::arch::cpu::rdtsc();
     loop {
         let timer = {
             let mut timers = cpu.timers.lock();
-            match timers.next_due() {
-                Some(when) if when <= now => timers.heap.pop().map(|t| t.0),
-                _ => None,
-            }
+            let timer = if timers.next_due() <= now { timers.heap.pop().map(|t| t.0) } else { None };
+            cpu.next_timer_tsc.store(timers.next_due(), Ordering::Relaxed);
+            timer
         };
         let Some(timer) = timer else { return };
         match timer.action {
             Action::Wake(g) => crate::sched::ready(g),
             Action::Send(chan) => {
-                let _ = chan.try_send(now);
+                let _ = chan.try_send(crate::time::now());
             }
         }
     }
@@ -106,10 +118,11 @@ pub fn sleep_until(when: Duration) {
     let g = current();
     // If the thread migrates between reading the CPU and taking the lock, the timer simply
     // lives on the CPU it left: it fires there and readies the thread wherever it is parked.
-    let mut heap = crate::sched::percpu::this_cpu_unchecked().timers.lock();
-    heap.push(when, Action::Wake(g));
+    let cpu = crate::sched::percpu::this_cpu_unchecked();
+    let mut heap = cpu.timers.lock();
+    add(cpu, &mut heap, when, Action::Wake(g));
     let (lock, interrupts_were_on) = heap.into_parked();
-    crate::sched::park(WaitReason::Sleep, Some(lock));
+    crate::sched::park(WaitReason::Sleep, lock);
     if interrupts_were_on {
         x86_64::instructions::interrupts::enable();
     }
@@ -118,7 +131,8 @@ pub fn sleep_until(when: Duration) {
 /// Arranges for `chan` to receive the time at `when`, on this CPU.
 pub fn send_at(when: Duration, chan: Chan<Duration>) {
     // As in `sleep_until`, a migration here only changes which CPU fires the timer.
-    crate::sched::percpu::this_cpu_unchecked().timers.lock().push(when, Action::Send(chan));
+    let cpu = crate::sched::percpu::this_cpu_unchecked();
+    add(cpu, &mut cpu.timers.lock(), when, Action::Send(chan));
 }
 
 /// Gives back the spare capacity of every CPU's timer heap (tests comparing heap use).

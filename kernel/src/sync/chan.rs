@@ -75,6 +75,7 @@ pub struct Waiter<T> {
 }
 
 impl<T> Waiter<T> {
+    #[inline]
     pub fn new(g: &'static G, value: Option<T>, select: Option<&SelectWait>, case: usize) -> Waiter<T> {
         Waiter {
             g,
@@ -101,6 +102,7 @@ impl<T> Waiter<T> {
 
     /// Claims this waiter for completion: always for a plain operation; for a select case,
     /// only if no other case of the select won first.
+    #[inline]
     fn claim(&self) -> bool {
         match self.select {
             None => true,
@@ -125,6 +127,7 @@ impl<T> WaiterQueue<T> {
     }
 
     /// Appends `w`. It must stay in place until it is removed.
+    #[inline]
     pub fn push(&mut self, w: &Waiter<T>) {
         w.prev.set(self.tail);
         w.next.set(core::ptr::null());
@@ -139,6 +142,7 @@ impl<T> WaiterQueue<T> {
     }
 
     /// Removes `w` if it is queued here.
+    #[inline]
     pub fn remove(&mut self, w: &Waiter<T>) {
         if !w.queued.get() {
             return;
@@ -161,6 +165,7 @@ impl<T> WaiterQueue<T> {
 
     /// Removes and returns the first waiter that can be claimed; waiters of selects that
     /// another case already won are dropped from the queue on the way.
+    #[inline]
     fn pop_claimable(&mut self) -> Option<&Waiter<T>> {
         while !self.head.is_null() {
             // SAFETY: as above.
@@ -203,6 +208,7 @@ pub enum RecvAttempt<T> {
 impl<T> ChanState<T> {
     /// Tries to send without blocking; on success returns the receiver to ready, if any.
     /// Panics if the channel is closed.
+    #[inline]
     pub fn try_send_locked(&mut self, value: T) -> Result<Option<&'static G>, T> {
         if let Some(w) = self.recvq.pop_claimable() {
             // SAFETY: the waiter is dequeued and claimed: we are the only one touching it.
@@ -218,6 +224,7 @@ impl<T> ChanState<T> {
     }
 
     /// Tries to receive without blocking.
+    #[inline]
     pub fn try_recv_locked(&mut self) -> RecvAttempt<T> {
         if let Some(w) = self.sendq.pop_claimable() {
             // SAFETY: dequeued and claimed, as above.
@@ -286,6 +293,7 @@ impl<T> Chan<T> {
     }
 
     /// Sends `value`, waiting for a receiver or room. Panics if the channel is (or gets) closed.
+    #[inline]
     pub fn send(&self, value: T) {
         let mut state = self.inner.state.lock();
         if state.closed {
@@ -302,7 +310,7 @@ impl<T> Chan<T> {
             Err(value) => {
                 let waiter = Waiter::new(current(), Some(value), None, 0);
                 state.sendq.push(&waiter);
-                crate::sched::park(WaitReason::ChanSend, Some(state.into_parked()));
+                crate::sched::park(WaitReason::ChanSend, state.into_parked());
                 if waiter.status() == Status::Closed {
                     panic_send_closed();
                 }
@@ -327,6 +335,7 @@ impl<T> Chan<T> {
     }
 
     /// Receives a value, waiting for one; `None` once the channel is closed and drained.
+    #[inline]
     pub fn recv(&self) -> Option<T> {
         let mut state = self.inner.state.lock();
         match state.try_recv_locked() {
@@ -341,7 +350,7 @@ impl<T> Chan<T> {
             RecvAttempt::WouldBlock => {
                 let waiter = Waiter::new(current(), None, None, 0);
                 state.recvq.push(&waiter);
-                crate::sched::park(WaitReason::ChanReceive, Some(state.into_parked()));
+                crate::sched::park(WaitReason::ChanReceive, state.into_parked());
                 waiter.take_value()
             }
         }

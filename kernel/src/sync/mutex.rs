@@ -82,7 +82,7 @@ impl<T> Mutex<T> {
             }
             let node = WaitNode::new(current());
             waiters.push(&node);
-            crate::sched::park(WaitReason::MutexLock, Some(waiters.into_parked()));
+            crate::sched::park(WaitReason::MutexLock, waiters.into_parked());
         }
     }
 

@@ -48,7 +48,7 @@ impl Once {
         }
         let node = WaitNode::new(current());
         waiters.push(&node);
-        crate::sched::park(WaitReason::Once, Some(waiters.into_parked()));
+        crate::sched::park(WaitReason::Once, waiters.into_parked());
     }
 
     pub fn is_completed(&self) -> bool {

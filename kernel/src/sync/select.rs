@@ -311,7 +311,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> Option<usize> {
         // SAFETY: see above.
         unsafe { (*cases_ptr)[i].enqueue(&wait, i) };
     }
-    crate::sched::park(WaitReason::Select, Some(&locks));
+    crate::sched::park(WaitReason::Select, &locks);
     let won = wait.winner().expect("select woken without a winning case");
     locks.lock();
     for i in 0..n {

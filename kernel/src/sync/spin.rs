@@ -141,10 +141,12 @@ pub trait ParkUnlock {
 }
 
 impl<T> ParkUnlock for SpinLock<T> {
+    #[inline]
     fn lock_count(&self) -> u32 {
         1
     }
 
+    #[inline]
     unsafe fn unlock_parked(&self) {
         // SAFETY: by the contract the lock is held and its guard is gone.
         unsafe { self.inner.force_unlock() };

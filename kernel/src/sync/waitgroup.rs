@@ -52,6 +52,6 @@ impl WaitGroup {
         }
         let node = WaitNode::new(current());
         waiters.push(&node);
-        crate::sched::park(WaitReason::WaitGroup, Some(waiters.into_parked()));
+        crate::sched::park(WaitReason::WaitGroup, waiters.into_parked());
     }
 }
