@@ -142,7 +142,8 @@ fn table(results: &[(&str, Figures)], stack16: Option<f64>) -> String {
     out.push('\n');
     out.push_str(&"|---".repeat(2 + labels.len() + usize::from(has("plain")) + usize::from(has("always-preempt"))));
     out.push_str("|\n");
-    let value = |label: &str, name: &str| results.iter().find(|(l, _)| *l == label).and_then(|(_, f)| f.get(name)).map(|f| f.0);
+    let value =
+        |label: &str, name: &str| results.iter().find(|(l, _)| *l == label).and_then(|(_, f)| f.get(name)).map(|f| f.0);
     for (name, (_, unit)) in &results[0].1 {
         let _ = write!(out, "| {name} | {unit} |");
         for l in &labels {
@@ -166,7 +167,8 @@ fn table(results: &[(&str, Figures)], stack16: Option<f64>) -> String {
         out.push('\n');
     }
     if let Some(v) = stack16 {
-        let _ = writeln!(out, "\nspawn_join with fully mapped 16 KiB stacks (stack_init_kib=16): {v:.1} instructions/op");
+        let _ =
+            writeln!(out, "\nspawn_join with fully mapped 16 KiB stacks (stack_init_kib=16): {v:.1} instructions/op");
     }
     out
 }
@@ -199,7 +201,9 @@ mod tests {
 
     #[test]
     fn parses_bench_lines() {
-        let f = parse("bench: 2 benchmarks\nbench yield: 97.5 instructions/op\nbench threads_max: 180000.0 threads\nnoise\n");
+        let f = parse(
+            "bench: 2 benchmarks\nbench yield: 97.5 instructions/op\nbench threads_max: 180000.0 threads\nnoise\n",
+        );
         assert_eq!(f.len(), 2);
         assert_eq!(f["yield"], (97.5, "instructions/op".to_string()));
         assert_eq!(f["threads_max"].1, "threads");

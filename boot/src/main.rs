@@ -110,8 +110,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let opts = &cli.opts;
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::Bench { which, no_compare, json, markdown } = &command {
-        let options =
-            boot::bench::Options { which: which.clone(), compare: !no_compare, json: json.clone(), markdown: markdown.clone() };
+        let options = boot::bench::Options {
+            which: which.clone(),
+            compare: !no_compare,
+            json: json.clone(),
+            markdown: markdown.clone(),
+        };
         boot::bench::bench(&options)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -299,7 +299,8 @@ pub fn run(which: &str) -> ! {
         }
         exit(ExitCode::Success);
     }
-    let selected: Vec<&Bench> = BENCHES.iter().filter(|b| which == "all" || which.split(',').any(|w| w == b.name)).collect();
+    let selected: Vec<&Bench> =
+        BENCHES.iter().filter(|b| which == "all" || which.split(',').any(|w| w == b.name)).collect();
     for name in which.split(',').filter(|w| *w != "all") {
         if !BENCHES.iter().any(|b| b.name == name) {
             crate::println!("bench: FAILURE: no benchmark named '{name}' (bench=list shows them)");

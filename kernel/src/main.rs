@@ -116,12 +116,8 @@ extern "C" fn kernel_main(_: usize) -> ! {
     time::init(tsc_hz);
     sched::preempt::configure(cmdline.preempt, cmdline.quantum_ms);
 
-    let usable: u64 = boot_info
-        .memory_regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-        .map(|r| r.end - r.start)
-        .sum();
+    let usable: u64 =
+        boot_info.memory_regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable).map(|r| r.end - r.start).sum();
     let cpus = boot_info.rsdp_addr.into_option().and_then(|rsdp| match arch::acpi::cpus(rsdp, bsp.apic_id) {
         Ok(list) => Some(list),
         Err(e) => {

@@ -68,7 +68,7 @@ fn ps() {
 fn mem() {
     let frames = crate::mm::frame::stats();
     let heap = crate::mm::heap::stats();
-    crate::println!("frames: {} used of {} ({} MiB free)", frames.used(), frames.total, frames.free * 4096 >> 20);
+    crate::println!("frames: {} used of {} ({} MiB free)", frames.used(), frames.total, (frames.free * 4096) >> 20);
     crate::println!(
         "heap: {} bytes used, {} mapped, peak {}, limit {}; {} allocations, {} frees",
         heap.used,

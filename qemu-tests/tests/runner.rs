@@ -232,7 +232,11 @@ fn typed_input_reaches_the_shell() -> Result<()> {
         "ps did not list the running shell thread:\n{}",
         tail(t)
     );
-    ensure!(t.contains("the first 20 primes end with [53, 59, 61, 67, 71]"), "sieve 20 gave no right answer:\n{}", tail(t));
+    ensure!(
+        t.contains("the first 20 primes end with [53, 59, 61, 67, 71]"),
+        "sieve 20 gave no right answer:\n{}",
+        tail(t)
+    );
     ensure!(t.contains("unknown command 'bogus'"), "a bad command was not reported:\n{}", tail(t));
     Ok(())
 }

@@ -267,8 +267,7 @@ pub fn start_all(cpus: &CpuList) -> usize {
     }
 
     let mut started = 0;
-    for index in 1..cpus.count {
-        let apic_id = cpus.apic_ids[index];
+    for (index, &apic_id) in cpus.apic_ids.iter().enumerate().take(cpus.count).skip(1) {
         let cpu = match prepare(index, apic_id) {
             Ok(cpu) => cpu,
             Err(e) => {

@@ -135,11 +135,11 @@ pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
 /// Test-only handler of `interrupts::TEST_RECURSE`: recurses on the interrupt stack until the
 /// prologue check catches the overflow (which is fatal by design).
 #[inline(never)]
-pub fn test_recurse(frame: &TrapFrame, depth: u64) {
+pub fn test_recurse(depth: u64) {
     let mut pad = [0u8; 256];
     core::hint::black_box(&mut pad);
     if depth < u64::MAX {
-        test_recurse(frame, depth + 1);
+        test_recurse(depth + 1);
     }
     core::hint::black_box(&pad);
 }

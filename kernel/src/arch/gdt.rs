@@ -27,10 +27,7 @@ pub struct Tables {
 
 impl Tables {
     pub const fn new() -> Tables {
-        Tables {
-            gdt: UnsafeCell::new(GlobalDescriptorTable::new()),
-            tss: UnsafeCell::new(TaskStateSegment::new()),
-        }
+        Tables { gdt: UnsafeCell::new(GlobalDescriptorTable::new()), tss: UnsafeCell::new(TaskStateSegment::new()) }
     }
 
     /// Builds this CPU's GDT and TSS and loads them.

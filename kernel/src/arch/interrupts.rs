@@ -101,7 +101,7 @@ fn dispatch_interrupt(frame: &mut TrapFrame) {
             crate::mm::tlb::handle_shootdown();
             crate::arch::apic::end_of_interrupt();
         }
-        v if v == u64::from(TEST_RECURSE) => crate::arch::exceptions::test_recurse(frame, 0),
+        v if v == u64::from(TEST_RECURSE) => crate::arch::exceptions::test_recurse(0),
         v if v == u64::from(SPURIOUS) => {}
         _ => log::warn!("unexpected interrupt vector {vector:#x} at {:#x}", frame.rip),
     }

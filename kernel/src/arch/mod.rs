@@ -18,7 +18,9 @@ pub mod switch;
 mod tests;
 pub mod trap;
 
-use crate::arch::cpu::{CRITICAL_STACK_SIZE, INTERRUPT_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI, StackRange};
+use crate::arch::cpu::{
+    CRITICAL_STACK_SIZE, INTERRUPT_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI, StackRange,
+};
 use crate::sched::percpu::PerCpu;
 
 /// Early stacks for CPU 0's interrupt stack table, used until memory management can give it

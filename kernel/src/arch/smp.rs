@@ -61,7 +61,9 @@ fn wake_one_of(from: &PerCpu, mut candidates: u64) {
 /// Wakes `target` (from `from`) if it is halted in its idle loop.
 pub fn wake_cpu(from: &PerCpu, target: &PerCpu) {
     core::sync::atomic::fence(Ordering::SeqCst);
-    if target.idle.load(Ordering::SeqCst) && target.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+    if target.idle.load(Ordering::SeqCst)
+        && target.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    {
         from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
         crate::arch::apic::send_wakeup(target.id as usize);
     }

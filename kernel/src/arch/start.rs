@@ -38,8 +38,7 @@ const fn bootloader_config() -> BootloaderConfig {
 /// emit this for us; we write our own `_start`, so we emit it ourselves.
 #[unsafe(link_section = ".bootloader-config")]
 #[used]
-static BOOTLOADER_CONFIG: [u8; BootloaderConfig::SERIALIZED_LEN] =
-    bootloader_config().serialize();
+static BOOTLOADER_CONFIG: [u8; BootloaderConfig::SERIALIZED_LEN] = bootloader_config().serialize();
 
 /// Size of the stack CPU 0 boots on. It is CPU 0's first g0 stack; `kernel_start` moves to a
 /// guarded stack from `mm::stack` as soon as memory management is up.

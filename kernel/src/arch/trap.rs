@@ -183,8 +183,7 @@ unsafe extern "C" {
 
 /// Address of the entry stub of `vector`.
 pub fn stub_address(vector: u8) -> u64 {
-    // SAFETY: only the address of the symbol is taken.
-    let base = unsafe { core::ptr::addr_of!(trap_vectors) } as u64;
+    let base = core::ptr::addr_of!(trap_vectors) as u64;
     base + 16 * u64::from(vector)
 }
 

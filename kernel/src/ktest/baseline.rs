@@ -44,7 +44,15 @@ impl Baseline {
     /// Releases caches and asserts that use is back to this baseline.
     pub fn assert_restored(&self) {
         let now = Baseline::take();
-        assert_eq!(now.frames_used, self.frames_used, "frames in use: {} now, {} before", now.frames_used, self.frames_used);
-        assert_eq!(now.heap_used, self.heap_used, "heap bytes in use: {} now, {} before", now.heap_used, self.heap_used);
+        assert_eq!(
+            now.frames_used, self.frames_used,
+            "frames in use: {} now, {} before",
+            now.frames_used, self.frames_used
+        );
+        assert_eq!(
+            now.heap_used, self.heap_used,
+            "heap bytes in use: {} now, {} before",
+            now.heap_used, self.heap_used
+        );
     }
 }

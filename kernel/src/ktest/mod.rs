@@ -147,7 +147,7 @@ pub fn run(patterns: &str) -> ! {
         crate::print!("{line}");
         let mark = crate::console::prints();
         let func = test.func;
-        let outcome = crate::sched::spawn(test.name(), move || func()).join();
+        let outcome = crate::sched::spawn(test.name(), func).join();
         let verdict = judge(test, outcome);
         if crate::console::prints() != mark {
             // The test printed something: repeat the prefix so the result line is whole.

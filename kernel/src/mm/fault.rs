@@ -41,8 +41,8 @@ pub fn page_fault(frame: &mut TrapFrame) {
             match stack::grow(g, sp) {
                 Ok(()) => {
                     let cpu = crate::sched::percpu::this_cpu();
+                    // Returning retries the instruction on the grown stack.
                     cpu.counters.fault_growths.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                    return; // retry the instruction on the grown stack
                 }
                 Err(GrowError::NotNow) => fatal_overflow(frame, addr, "while holding the frame allocator's lock"),
                 Err(GrowError::OutOfFrames) => overflow(frame, addr, "no memory to grow the stack"),
@@ -84,10 +84,7 @@ fn overflow(frame: &mut TrapFrame, addr: usize, why: &str) {
     );
     crate::println!("  caught by the page-fault handler at {addr:#x}: {why}");
     crate::arch::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();
-    crate::sched::thread::kill_from_trap(
-        frame,
-        Death::StackOverflow { rsp: frame.rsp, lo: lo as u64, hi: hi as u64 },
-    );
+    crate::sched::thread::kill_from_trap(frame, Death::StackOverflow { rsp: frame.rsp, lo: lo as u64, hi: hi as u64 });
 }
 
 fn fatal_overflow(frame: &TrapFrame, addr: usize, why: &str) -> ! {

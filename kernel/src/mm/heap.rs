@@ -74,10 +74,7 @@ pub fn init(max: usize) {
 fn map_range(start: usize, len: usize) -> Result<(), frame::OutOfFrames> {
     for offset in (0..len).step_by(PAGE_SIZE) {
         let result = frame::alloc().and_then(|f| {
-            paging::map(VirtAddr::new((start + offset) as u64), f, paging::KERNEL_DATA).map_err(|e| {
-                frame::free(f);
-                e
-            })
+            paging::map(VirtAddr::new((start + offset) as u64), f, paging::KERNEL_DATA).inspect_err(|_| frame::free(f))
         });
         if let Err(e) = result {
             for undo in (0..offset).step_by(PAGE_SIZE) {

@@ -38,9 +38,8 @@ pub fn table_frames() -> usize {
 static TABLES: SpinLock<()> = SpinLock::new(());
 
 /// Flags of kernel data pages.
-pub const KERNEL_DATA: PageTableFlags = PageTableFlags::PRESENT
-    .union(PageTableFlags::WRITABLE)
-    .union(PageTableFlags::NO_EXECUTE);
+pub const KERNEL_DATA: PageTableFlags =
+    PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE).union(PageTableFlags::NO_EXECUTE);
 
 pub fn init(phys_offset: u64) {
     PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);

@@ -35,9 +35,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::structures::paging::PhysFrame;
 
 use crate::mm::frame::{self, OutOfFrames};
-use crate::mm::layout::{
-    PAGE_SIZE, SYSTEM_STACKS_SIZE, SYSTEM_STACKS_START, THREAD_STACKS_SIZE, THREAD_STACKS_START,
-};
+use crate::mm::layout::{PAGE_SIZE, SYSTEM_STACKS_SIZE, SYSTEM_STACKS_START, THREAD_STACKS_SIZE, THREAD_STACKS_START};
 use crate::mm::vm::{OutOfAddressSpace, SlotRegion};
 use crate::mm::{paging, tlb};
 use crate::sched::g::G;
@@ -107,10 +105,6 @@ pub struct Stack {
 impl Stack {
     pub fn mapped_size(&self) -> usize {
         self.top - self.mapped_lo
-    }
-
-    pub fn guard_page(&self) -> usize {
-        self.base - PAGE_SIZE
     }
 }
 

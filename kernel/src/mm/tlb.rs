@@ -61,9 +61,9 @@ fn shoot_down_others() {
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     let me = percpu::this_cpu_unchecked().id as usize;
     let targets: u64 = percpu::online_cpus().map(|c| c.id as usize).filter(|&id| id != me).fold(0, |m, id| m | 1 << id);
-    for id in 0..MAX_CPUS {
+    for (id, pending) in PENDING.iter().enumerate() {
         if targets & (1 << id) != 0 {
-            PENDING[id].fetch_add(1, Ordering::AcqRel);
+            pending.fetch_add(1, Ordering::AcqRel);
             crate::arch::apic::send_tlb_shootdown(id);
         }
     }

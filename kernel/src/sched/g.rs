@@ -97,8 +97,6 @@ pub enum WaitReason {
     WaitGroup,
     Once,
     Join,
-    SerialInput,
-    Test,
 }
 
 impl WaitReason {
@@ -113,8 +111,6 @@ impl WaitReason {
             WaitReason::WaitGroup => "wait group",
             WaitReason::Once => "once",
             WaitReason::Join => "join",
-            WaitReason::SerialInput => "serial input",
-            WaitReason::Test => "test",
         }
     }
 }
@@ -247,16 +243,7 @@ impl G {
             stackguard0: AtomicUsize::new(0),
             stack_lo: AtomicUsize::new(0),
             stack_hi: AtomicUsize::new(0),
-            ctx: UnsafeCell::new(Context {
-                rsp: 0,
-                rbx: 0,
-                rbp: 0,
-                r12: 0,
-                r13: 0,
-                r14: 0,
-                r15: 0,
-                rflags: 0,
-            }),
+            ctx: UnsafeCell::new(Context { rsp: 0, rbx: 0, rbp: 0, r12: 0, r13: 0, r14: 0, r15: 0, rflags: 0 }),
             kind,
             state: AtomicU8::new(GState::Running as u8),
             wait_reason: Cell::new(WaitReason::None),
@@ -346,6 +333,7 @@ impl G {
     ///
     /// # Safety
     /// The caller must own the `G` (see the module invariants) and it must not be running.
+    #[allow(clippy::mut_from_ref)] // exclusive by contract, like `UnsafeCell::get`
     pub unsafe fn context(&self) -> &mut Context {
         // SAFETY: exclusive by the caller's contract.
         unsafe { &mut *self.ctx.get() }

@@ -214,10 +214,10 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
         if let Some(found) = cpu.runq.get() {
             return found;
         }
-        if GLOBAL_LEN.load(Ordering::Relaxed) > 0 {
-            if let Some(g) = take_from_global(cpu) {
-                return (g, false);
-            }
+        if GLOBAL_LEN.load(Ordering::Relaxed) > 0
+            && let Some(g) = take_from_global(cpu)
+        {
+            return (g, false);
         }
         if let Some(g) = crate::arch::smp::steal(cpu) {
             cpu.counters.steals.fetch_add(1, Ordering::Relaxed);

@@ -118,7 +118,7 @@ fn inject_async_preemption(frame: &mut TrapFrame) {
     // data (no red zone in the kernel ABI).
     unsafe { (new_rsp as *mut u64).write(frame.rip) };
     frame.rsp = new_rsp as u64;
-    frame.rip = async_preempt_entry as usize as u64;
+    frame.rip = async_preempt_entry as *const () as u64;
     // The routine yields explicitly: keep its own prologue from taking the request first.
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);

@@ -39,9 +39,10 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::backtrace::Backtrace;
 use crate::arch::switch::gogo;
+use crate::mm::stack::GrowError;
 use crate::sched::g::{
-    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX,
-    OFF_KIND, OFF_STACK_HI,
+    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX, OFF_KIND,
+    OFF_STACK_HI,
 };
 use crate::sched::percpu::{OFF_CURG, OFF_G0, this_cpu};
 
@@ -209,10 +210,14 @@ extern "C" fn newstack(g: &'static G) -> ! {
     let (lo, hi) = g.stack_bounds();
     g.stack_peak.fetch_max(hi - sp, Ordering::Relaxed);
 
-    // 1. Overflow, judged against the real bound whatever stackguard0 holds.
+    // 1. Overflow, judged against the real bound whatever stackguard0 holds. Growth may have
+    // to wait (`NotNow`: the thread holds the frame allocator's lock); it then runs on in its
+    // guard zone and the next check after the release grows the stack.
     if sp < lo + STACK_GUARD {
-        if crate::mm::stack::grow(g, sp).is_err() {
-            overflow(g, sp);
+        match crate::mm::stack::grow(g, sp) {
+            Ok(()) | Err(GrowError::NotNow) => {}
+            Err(GrowError::ReservationExhausted) => overflow(g, sp, "reservation used up"),
+            Err(GrowError::OutOfFrames) => overflow(g, sp, "no memory to grow the stack"),
         }
     }
 
@@ -224,8 +229,7 @@ extern "C" fn newstack(g: &'static G) -> ! {
         unsafe { gogo(g) };
     }
     if g.preempt.load(Ordering::Relaxed) || guard == STACK_PREEMPT {
-        let preemptible =
-            g.locks.load(Ordering::Relaxed) == 0 && ctx.rflags & (1 << 9) != 0;
+        let preemptible = g.locks.load(Ordering::Relaxed) == 0 && ctx.rflags & (1 << 9) != 0;
         g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
         if preemptible {
             g.preempt.store(false, Ordering::Relaxed);
@@ -239,9 +243,9 @@ extern "C" fn newstack(g: &'static G) -> ! {
     unsafe { gogo(g) }
 }
 
-/// The thread crossed the end of its stack reservation: report and kill it, or stop the kernel
-/// if it holds locks (what they protect may be half-changed).
-fn overflow(g: &'static G, sp: usize) -> ! {
+/// The thread crossed the end of its stack reservation (or its stack cannot grow): report and
+/// kill it, or stop the kernel if it holds locks (what they protect may be half-changed).
+fn overflow(g: &'static G, sp: usize, why: &str) -> ! {
     let cpu = this_cpu();
     cpu.counters.overflows.fetch_add(1, Ordering::Relaxed);
     // SAFETY: `g` is switched out; we are its CPU's g0.
@@ -257,9 +261,10 @@ fn overflow(g: &'static G, sp: usize) -> ! {
         lo + STACK_GUARD
     );
     if g.locks.load(Ordering::Relaxed) > 0 {
-        crate::fatal::fatal_with_trace(format_args!("{what} while holding a lock"), &trace);
+        crate::fatal::fatal_with_trace(format_args!("{what} while holding a lock ({why})"), &trace);
     }
     crate::println!("{what}");
+    crate::println!("  caught by the prologue check: {why}");
     trace.print();
     crate::sched::thread::kill_on_g0(
         g,

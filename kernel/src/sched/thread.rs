@@ -159,9 +159,7 @@ unsafe fn take_result<T>(g: &G) -> T {
     let slot = g.exit.slot();
     g.exit.drop_result.set(None);
     // SAFETY: by the contract a T (or a Box<T>) is stored there.
-    unsafe {
-        if inline_result::<T>() { slot.cast::<T>().read() } else { *Box::from_raw(slot.cast::<*mut T>().read()) }
-    }
+    unsafe { if inline_result::<T>() { slot.cast::<T>().read() } else { *Box::from_raw(slot.cast::<*mut T>().read()) } }
 }
 
 /// Every thread record ever allocated (Go's `allgs`): records are recycled, never freed, so
@@ -363,7 +361,7 @@ where
     g.start_arg.set(arg);
     sp = (sp & !15) - 16;
     // SAFETY: `sp` is inside the mapped top page of the new stack.
-    unsafe { (sp as *mut usize).write(thread_entry as usize) };
+    unsafe { (sp as *mut usize).write(thread_entry as *const () as usize) };
     // SAFETY: the thread has never run; we own its record until it is queued below.
     let ctx = unsafe { g.context() };
     // The entry trampoline needs only a stack and interrupts on; the other saved registers
@@ -428,7 +426,7 @@ pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
     let (_, hi) = g.stack_bounds();
     frame.rsp = (hi - 256) as u64;
     frame.rbp = 0;
-    frame.rip = thread_trap_exit as usize as u64;
+    frame.rip = thread_trap_exit as *const () as u64;
 }
 
 /// Kills switched-out thread `g` from g0 (stack-overflow path).

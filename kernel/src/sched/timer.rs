@@ -74,10 +74,6 @@ impl TimerHeap {
     fn next_due(&self) -> u64 {
         self.heap.peek().map_or(u64::MAX, |t| t.0.when)
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
 }
 
 /// Is a timer due on `cpu`?

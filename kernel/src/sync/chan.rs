@@ -398,20 +398,6 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Values buffered now.
-    pub fn len(&self) -> usize {
-        self.inner.state.lock().buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Buffer capacity.
-    pub fn cap(&self) -> usize {
-        self.inner.state.lock().cap
-    }
-
     /// Threads parked receiving on this channel (counts the queue: for tests).
     pub fn waiting_receivers(&self) -> usize {
         let s = self.inner.state.lock();

@@ -43,7 +43,11 @@ pub struct MutexGuard<'a, T> {
 
 impl<T> Mutex<T> {
     pub const fn new(value: T) -> Mutex<T> {
-        Mutex { state: AtomicU32::new(UNLOCKED), waiters: SpinLock::new(WaitQueue::new()), data: UnsafeCell::new(value) }
+        Mutex {
+            state: AtomicU32::new(UNLOCKED),
+            waiters: SpinLock::new(WaitQueue::new()),
+            data: UnsafeCell::new(value),
+        }
     }
 
     /// Locks the mutex, parking while another thread holds it.
@@ -53,14 +57,6 @@ impl<T> Mutex<T> {
             self.lock_slow();
         }
         MutexGuard { mutex: self }
-    }
-
-    /// Locks the mutex if it is free.
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.state
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| MutexGuard { mutex: self })
     }
 
     #[inline(never)]

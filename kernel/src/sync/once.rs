@@ -50,8 +50,4 @@ impl Once {
         waiters.push(&node);
         crate::sched::park(WaitReason::Once, waiters.into_parked());
     }
-
-    pub fn is_completed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
-    }
 }

@@ -385,8 +385,17 @@ macro_rules! __select_emit {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_case {
-    (new recv ($ch:expr)) => { $crate::sync::select::RecvCase::new($ch) };
-    (new send ($ch:expr) $value:expr) => { $crate::sync::select::SendCase::new($ch, $value) };
-    (run recv ($case:expr) ($pat:pat) $body:block) => {{ let $pat = $case.take(); $body }};
-    (run send ($case:expr) () $body:block) => { $body };
+    (new recv ($ch:expr)) => {
+        $crate::sync::select::RecvCase::new($ch)
+    };
+    (new send ($ch:expr) $value:expr) => {
+        $crate::sync::select::SendCase::new($ch, $value)
+    };
+    (run recv ($case:expr) ($pat:pat) $body:block) => {{
+        let $pat = $case.take();
+        $body
+    }};
+    (run send ($case:expr) () $body:block) => {
+        $body
+    };
 }

@@ -50,28 +50,7 @@ impl<T> SpinLock<T> {
             "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
         );
         preempt::disable();
-        SpinGuard {
-            guard: ManuallyDrop::new(self.inner.lock()),
-            lock: self,
-            _not_send: core::marker::PhantomData,
-        }
-    }
-
-    /// Takes the lock if it is free.
-    #[inline]
-    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        preempt::disable();
-        match self.inner.try_lock() {
-            Some(guard) => Some(SpinGuard {
-                guard: ManuallyDrop::new(guard),
-                lock: self,
-                _not_send: core::marker::PhantomData,
-            }),
-            None => {
-                preempt::enable();
-                None
-            }
-        }
+        SpinGuard { guard: ManuallyDrop::new(self.inner.lock()), lock: self, _not_send: core::marker::PhantomData }
     }
 
     /// Takes the lock without a guard (for `select!`, which holds several locks at once and
@@ -99,11 +78,6 @@ impl<T> SpinLock<T> {
     pub unsafe fn data_raw(&self) -> &mut T {
         // SAFETY: by the contract access is exclusive.
         unsafe { &mut *self.inner.as_mut_ptr() }
-    }
-
-    /// Is the lock held by anyone now? (A hint: it may change at once.)
-    pub fn is_locked(&self) -> bool {
-        self.inner.is_locked()
     }
 
     /// Releases the lock without a guard.

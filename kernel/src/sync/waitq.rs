@@ -58,8 +58,4 @@ impl WaitQueue {
         }
         Some(node.g)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
 }
