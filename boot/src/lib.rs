@@ -13,4 +13,4 @@ pub mod symbols;
 pub use image::Firmware;
 pub use kernel::Variant;
 pub use outcome::{Outcome, TestResult, parse_test_results};
-pub use qemu::{RunConfig, RunResult, run};
+pub use qemu::{Input, RunConfig, RunResult, run};

@@ -41,9 +41,8 @@ pub struct RunConfig {
     pub qemu_args: Vec<String>,
     /// Connect QEMU's stdin to ours, so typed input reaches the serial port.
     pub interactive: bool,
-    /// Bytes to type on the serial port (for tests of the kernel's shell). QEMU takes them as
-    /// fast as the guest's UART accepts them, so none is lost.
-    pub input: Option<Vec<u8>>,
+    /// Text to type on the serial port (for tests of the kernel's shell).
+    pub input: Option<Input>,
     /// Print the output as it arrives.
     pub echo: bool,
 }
@@ -64,6 +63,16 @@ impl Default for RunConfig {
             echo: false,
         }
     }
+}
+
+/// Text typed on the serial port once the kernel printed a given line. (Typed earlier, it
+/// would be lost: the UART is reset when the kernel initializes it.) QEMU then takes the bytes
+/// only as fast as the guest's UART accepts them, so none is lost.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Type once a line starting with this has been printed.
+    pub after_line: String,
+    pub bytes: Vec<u8>,
 }
 
 /// What a run produced.
@@ -139,12 +148,16 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     };
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting {}", qemu.display()))?;
-    // Type the input from a thread (the pipe may fill up until the guest reads); keep QEMU's
-    // stdin open afterwards, as a terminal would be.
+    // Type the input from a thread, once the reader saw the awaited line (the pipe may fill up
+    // until the guest reads); keep QEMU's stdin open afterwards, as a terminal would be.
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let awaited = cfg.input.as_ref().map(|i| i.after_line.clone());
     let typist = match (cfg.input.clone(), child.stdin.take()) {
-        (Some(bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-            let _ = stdin.flush();
+        (Some(input), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            if ready_rx.recv().is_ok() {
+                let _ = stdin.write_all(&input.bytes);
+                let _ = stdin.flush();
+            }
             stdin
         })),
         _ => None,
@@ -165,6 +178,9 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let line = symbolizer.annotate(&clean_line(&String::from_utf8_lossy(&raw)));
+                    if awaited.as_deref().is_some_and(|a| line.starts_with(a)) {
+                        let _ = ready_tx.send(());
+                    }
                     if echo {
                         let mut out = std::io::stdout().lock();
                         let _ = writeln!(out, "{line}");

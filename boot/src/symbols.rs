@@ -27,15 +27,16 @@ impl Symbolizer {
         Symbolizer { loader: None }
     }
 
-    /// If `line` is a backtrace line, appends the function and location of its address.
+    /// If `line` is a backtrace line, appends the function and location of its address: the
+    /// containing function's full path (from the symbol table) and its source line, then the
+    /// functions inlined at that line (from the debug information), innermost first.
     pub fn annotate(&self, line: &str) -> String {
         let Some(loader) = &self.loader else { return line.to_string() };
         let Some(addr) = backtrace_address(line) else { return line.to_string() };
         let Some(probe) = addr.checked_sub(KERNEL_BASE) else { return line.to_string() };
-        let mut out = line.to_string();
-        let mut first = true;
-        if let Ok(mut frames) = loader.find_frames(probe) {
-            while let Ok(Some(frame)) = frames.next() {
+        let mut frames: Vec<(String, String)> = Vec::new();
+        if let Ok(mut iter) = loader.find_frames(probe) {
+            while let Ok(Some(frame)) = iter.next() {
                 let function = frame
                     .function
                     .as_ref()
@@ -43,18 +44,21 @@ impl Symbolizer {
                     .unwrap_or_else(|| "??".to_string());
                 let location = frame
                     .location
-                    .map(|l| format!(" at {}:{}", shorten(l.file.unwrap_or("?")), l.line.unwrap_or(0)))
+                    .map(|l| format!("{}:{}", shorten(l.file.unwrap_or("?")), l.line.unwrap_or(0)))
                     .unwrap_or_default();
-                if first {
-                    out.push_str(&format!(" {}{location}", strip_hash(&function)));
-                    first = false;
-                } else {
-                    out.push_str(&format!("\n          inlined into {}{location}", strip_hash(&function)));
-                }
+                frames.push((strip_hash(&function), location));
             }
         }
-        if first && let Some(symbol) = loader.find_symbol(probe) {
-            out.push_str(&format!(" {}", strip_hash(&addr2line::demangle_auto(symbol.into(), None))));
+        let symbol = loader.find_symbol(probe).map(|s| strip_hash(&addr2line::demangle_auto(s.into(), None)));
+        let Some(name) = symbol.or_else(|| frames.last().map(|f| f.0.clone())) else { return line.to_string() };
+        let mut out = format!("{line} {name}");
+        // The last frame is the containing function, its location the line in it.
+        if let Some((_, location)) = frames.last().filter(|f| !f.1.is_empty()) {
+            out.push_str(&format!(" at {location}"));
+        }
+        if frames.len() > 1 {
+            let inlined: Vec<String> = frames[..frames.len() - 1].iter().map(|(f, l)| format!("{f} ({l})")).collect();
+            out.push_str(&format!("\n          inlined: {}", inlined.join(" <- ")));
         }
         out
     }

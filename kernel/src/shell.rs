@@ -43,7 +43,16 @@ fn read_line() -> String {
 }
 
 fn ps() {
-    crate::println!("{:>7}  {:<24} {:<9} {:<13} {:>10} {:>8}", "id", "name", "state", "waiting on", "stack", "growths");
+    crate::println!(
+        "{:>7}  {:<24} {:<9} {:<13} {:>7} {:>7} {:>8}",
+        "id",
+        "name",
+        "state",
+        "waiting on",
+        "mapped",
+        "peak",
+        "growths"
+    );
     crate::sched::thread::for_each_thread(|g| {
         let state = match g.state() {
             GState::Runnable => "runnable",
@@ -54,12 +63,13 @@ fn ps() {
         };
         let (lo, hi) = g.stack_bounds();
         crate::println!(
-            "{:>7}  {:<24} {:<9} {:<13} {:>9}K {:>8}",
+            "{:>7}  {:<24} {:<9} {:<13} {:>6}K {:>6}K {:>8}",
             g.id.get(),
             g.name().as_str(),
             state,
             if g.state() == GState::Waiting { g.wait_reason.get().as_str() } else { "-" },
             (hi - lo) / 1024,
+            g.stack_peak.load(Ordering::Relaxed).div_ceil(1024),
             g.stack_growths.load(Ordering::Relaxed)
         );
     });

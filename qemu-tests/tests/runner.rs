@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use boot::{Firmware, Outcome, RunConfig, RunResult, Variant};
+use boot::{Firmware, Input, Outcome, RunConfig, RunResult, Variant};
 use libtest_mimic::{Arguments, Trial};
 use qemu_tests::kernels;
 
@@ -24,7 +24,7 @@ type Check = fn() -> Result<()>;
 
 fn main() {
     let args = Arguments::from_args();
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 12] = [
         ("kernel_panic_is_a_fatal_failure", kernel_panic_is_a_fatal_failure),
         ("triple_fault_is_reported_as_such", triple_fault_is_reported_as_such),
         ("hang_is_stopped_by_the_watchdog", hang_is_stopped_by_the_watchdog),
@@ -36,6 +36,7 @@ fn main() {
         ("smp_option_reaches_the_guest", smp_option_reaches_the_guest),
         ("uefi_output_is_free_of_escape_codes", uefi_output_is_free_of_escape_codes),
         ("typed_input_reaches_the_shell", typed_input_reaches_the_shell),
+        ("overflow_report_is_symbolized", overflow_report_is_symbolized),
     ];
     let trials = checks
         .into_iter()
@@ -219,7 +220,7 @@ fn uefi_output_is_free_of_escape_codes() -> Result<()> {
 fn typed_input_reaches_the_shell() -> Result<()> {
     let cfg = RunConfig {
         cmdline: "shell=on".into(),
-        input: Some(b"ps\nsieve 20\nbogus\nexit\n".to_vec()),
+        input: Some(Input { after_line: "shell:".into(), bytes: b"ps\nsieve 20\nbogus\nexit\n".to_vec() }),
         timeout: Some(TIMEOUT),
         ..RunConfig::default()
     };
@@ -238,5 +239,25 @@ fn typed_input_reaches_the_shell() -> Result<()> {
         tail(t)
     );
     ensure!(t.contains("unknown command 'bogus'"), "a bad command was not reported:\n{}", tail(t));
+    Ok(())
+}
+
+/// A thread's stack overflow is reported naming the thread, and the runner symbolizes the
+/// backtrace: the recursing function appears by its full path, with its source line.
+fn overflow_report_is_symbolized() -> Result<()> {
+    let run = boot_with("test=sched::tests::deep_recursion_overflows_alone")?;
+    ensure!(run.outcome.is_success(), "the overflow test failed: {}\n{}", run.outcome, tail(&run.transcript));
+    let t = &run.transcript;
+    let Some(report) = t.lines().position(|l| l.contains("stack overflow in thread") && l.contains("\"recurser\""))
+    else {
+        bail!("no overflow report naming the thread \"recurser\":\n{}", tail(t));
+    };
+    let frames: Vec<&str> = t.lines().skip(report).take_while(|l| !l.starts_with("test ")).collect();
+    ensure!(
+        frames.iter().any(|l| l.trim_start().starts_with('#')
+            && l.contains("kernel::sched::tests::recurse_forever at kernel/src/sched/tests.rs:")),
+        "the backtrace does not name the recursing function:\n{}",
+        frames.join("\n")
+    );
     Ok(())
 }

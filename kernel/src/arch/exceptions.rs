@@ -103,7 +103,11 @@ pub fn report(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
     if let Some(extra) = extra {
         crate::println!("  {extra}");
     }
-    crate::println!("  error code {:#x}", frame.error_code);
+    if frame.vector == 14 {
+        crate::println!("  error code {:#x}, CR2 {:#018x}", frame.error_code, crate::arch::cpu::read_cr2());
+    } else {
+        crate::println!("  error code {:#x}", frame.error_code);
+    }
     crate::println!("{frame}");
     let (lo, hi) = g.stack_bounds();
     Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();

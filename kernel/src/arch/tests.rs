@@ -107,3 +107,33 @@ fn this_cpu_apic_id() -> u32 {
     let _irq = IrqGuard::new();
     this_cpu().apic_id
 }
+
+ktest! {
+    /// The rule "no instrumented code before the GS base is valid", checked on every CPU: each
+    /// CPU's GS base is its own per-CPU block, and virtual address 8 -- where an early hook
+    /// would have read `curg` with GS base 0 -- is unmapped, so such a call would have faulted
+    /// before any handler existed and reset the CPU: this boot (and every CPU's start) would
+    /// not have happened.
+    fn gs_base_is_valid_on_every_cpu() {
+        use x86_64::registers::model_specific::GsBase;
+        assert!(!crate::mm::paging::is_mapped(0), "the page at address 0 is mapped");
+        let cpus = crate::sched::percpu::CPUS_ONLINE.load(Ordering::Acquire) as usize;
+        let threads: alloc::vec::Vec<_> = (0..cpus)
+            .map(|i| {
+                crate::sched::spawn_on(i, "gs-check", move || {
+                    let _irq = IrqGuard::new();
+                    let cpu = this_cpu();
+                    let gs = GsBase::read().as_u64() as usize;
+                    (cpu.id as usize, gs, cpu as *const _ as usize, cpu.self_ptr as usize)
+                })
+            })
+            .collect();
+        for (i, t) in threads.into_iter().enumerate() {
+            let (id, gs, block, self_ptr) = t.join().expect("gs-check thread");
+            assert_eq!(id, i, "thread pinned to CPU {i} ran on CPU {id}");
+            assert_eq!(gs, block, "CPU {i}: GS base is not its per-CPU block");
+            assert_eq!(self_ptr, block, "CPU {i}: self pointer");
+            assert_eq!(block, crate::sched::percpu::cpu(i) as *const _ as usize);
+        }
+    }
+}
