@@ -8,7 +8,8 @@
 //! Builds compared, on the same workloads: `instrumented` (release, with the prologue hook),
 //! `plain` (release, without it) and `always-preempt` (release, every prologue a preemption
 //! point). One more run of the instrumented build maps each thread stack fully (16 KiB) at
-//! spawn, to compare `spawn_join` with the default small initial stack.
+//! spawn, to compare the default small initial stack (4 KiB, grown on demand) with a fully
+//! mapped one: spawn+join, allocating a fresh stack, and the memory of an idle thread.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -96,21 +97,20 @@ pub fn bench(opts: &Options) -> Result<()> {
         results[0].1.iter().filter(|(name, fig)| again.get(*name) != Some(fig)).map(|(name, _)| name).collect();
     let runs_agree = differing.is_empty();
 
-    let mut stack16 = None;
-    if opts.compare && (opts.which == "all" || opts.which.split(',').any(|w| w == "spawn_join")) {
-        eprintln!("boot: spawn_join with fully mapped 16 KiB stacks");
-        let figures = run_variant(&columns[0].variant, "spawn_join", "stack_init_kib=16", false)?;
-        stack16 = figures.get("spawn_join").map(|f| f.0);
+    let mut stack16 = Figures::new();
+    if opts.compare && opts.which == "all" {
+        eprintln!("boot: the instrumented build again, with fully mapped 16 KiB stacks (stack_init_kib=16)");
+        stack16 = run_variant(&columns[0].variant, STACK16_BENCHES, "stack_init_kib=16", false)?;
     }
 
-    let table = table(&results, stack16);
+    let table = table(&results, &stack16);
     println!("\n{table}");
     if runs_agree {
         println!("Two runs of the instrumented build gave identical figures.");
     } else {
         println!("Runs of the instrumented build differ in: {differing:?}");
     }
-    let json = json(&opts.which, &results, stack16, runs_agree);
+    let json = json(&opts.which, &results, &stack16, runs_agree);
     let json_path = opts.json.clone().unwrap_or_else(|| kernel::workspace_root().join("target").join("bench.json"));
     std::fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
     println!("JSON written to {}", json_path.display());
@@ -124,8 +124,12 @@ pub fn bench(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// A Markdown table: one row per benchmark, one column per build, then the ratios.
-fn table(results: &[(&str, Figures)], stack16: Option<f64>) -> String {
+/// The benchmarks repeated with fully mapped 16 KiB stacks.
+const STACK16_BENCHES: &str = "spawn_join,stack_alloc_free_fresh,idle_thread_memory";
+
+/// A Markdown table: one row per benchmark, one column per build, then the ratios; then the
+/// 16 KiB-stack comparison.
+fn table(results: &[(&str, Figures)], stack16: &Figures) -> String {
     let mut out = String::new();
     let labels: Vec<&str> = results.iter().map(|(l, _)| *l).collect();
     let has = |label: &str| labels.contains(&label);
@@ -166,17 +170,23 @@ fn table(results: &[(&str, Figures)], stack16: Option<f64>) -> String {
         }
         out.push('\n');
     }
-    if let Some(v) = stack16 {
-        let _ =
-            writeln!(out, "\nspawn_join with fully mapped 16 KiB stacks (stack_init_kib=16): {v:.1} instructions/op");
+    if !stack16.is_empty() {
+        let _ = writeln!(out, "\n| instrumented build | unit | 4 KiB initial stack (default) | 16 KiB, fully mapped |");
+        out.push_str("|---|---|---|---|\n");
+        for (name, (v16, unit)) in stack16 {
+            let v4 = value("instrumented", name).map_or("-".to_string(), |v| format!("{v:.1}"));
+            let _ = writeln!(out, "| {name} | {unit} | {v4} | {v16:.1} |");
+        }
     }
     out
 }
 
-fn json(which: &str, results: &[(&str, Figures)], stack16: Option<f64>, runs_agree: bool) -> String {
+fn json(which: &str, results: &[(&str, Figures)], stack16: &Figures, runs_agree: bool) -> String {
     let mut out = String::new();
     let _ = write!(out, "{{\n  \"benchmarks\": \"{which}\",\n  \"runs_agree\": {runs_agree},\n  \"builds\": {{");
-    for (i, (label, figures)) in results.iter().enumerate() {
+    let stack16_column = ("instrumented, stack_init_kib=16", stack16.clone());
+    let columns = results.iter().chain((!stack16.is_empty()).then_some(&stack16_column));
+    for (i, (label, figures)) in columns.enumerate() {
         let _ = write!(out, "{}\n    \"{label}\": {{", if i > 0 { "," } else { "" });
         for (j, (name, (value, unit))) in figures.iter().enumerate() {
             let _ = write!(
@@ -187,11 +197,7 @@ fn json(which: &str, results: &[(&str, Figures)], stack16: Option<f64>, runs_agr
         }
         out.push_str("\n    }");
     }
-    out.push_str("\n  }");
-    if let Some(v) = stack16 {
-        let _ = write!(out, ",\n  \"spawn_join_stack_init_16k\": {v}");
-    }
-    out.push_str("\n}\n");
+    out.push_str("\n  }\n}\n");
     out
 }
 

@@ -97,19 +97,14 @@ pub unsafe extern "C" fn gogo(g: &G) -> ! {
 }
 
 /// Where a new thread starts: `gogo` returns here on the thread's fresh stack. Ends the
-/// frame-pointer chain and calls `sched::thread::thread_main`, which never returns.
+/// frame-pointer chain and calls the thread's start function, which never returns.
 ///
-/// Register contract: entered by `ret` with `rsp` = 8 mod 16... any alignment (realigned here);
-/// `curg` is the new thread; interrupts enabled.
+/// Register contract: entered by `ret` (any stack alignment: realigned here) with r12 = the
+/// start function (`unsafe extern "C" fn(*mut u8) -> !`) and r13 = its argument, both from the
+/// context `spawn` prepared; `curg` is the new thread; interrupts enabled.
 #[unsafe(naked)]
 pub unsafe extern "C" fn thread_entry() -> ! {
-    naked_asm!(
-        "xor ebp, ebp",
-        "and rsp, -16",
-        "call {main}",
-        "ud2",
-        main = sym crate::sched::thread::thread_main,
-    )
+    naked_asm!("xor ebp, ebp", "and rsp, -16", "mov rdi, r13", "call r12", "ud2")
 }
 
 /// Where an asynchronously preempted thread "calls" into the scheduler. The timer interrupt

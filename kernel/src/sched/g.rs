@@ -184,9 +184,6 @@ pub struct G {
     pub name: Cell<Name>,
     /// The stack this thread owns (threads only; system stacks are owned by their CPU).
     pub stack: Cell<Option<Stack>>,
-    /// Entry point: `start_fn(start_arg)` runs on the new stack.
-    pub start_fn: Cell<Option<unsafe fn(*mut u8)>>,
-    pub start_arg: Cell<*mut u8>,
     /// The join protocol (outcome, result, joiner); see `sched::thread`.
     pub exit: crate::sched::thread::ExitState,
 
@@ -257,8 +254,6 @@ impl G {
             id: Cell::new(0),
             name: Cell::new(Name::empty()),
             stack: Cell::new(None),
-            start_fn: Cell::new(None),
-            start_arg: Cell::new(core::ptr::null_mut()),
             exit: crate::sched::thread::ExitState::new(),
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),

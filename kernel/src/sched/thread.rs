@@ -345,28 +345,27 @@ where
     g.stack_peak.store(0, Ordering::Relaxed);
 
     // Place the closure at the top of the new stack (or in a box if it is big), below it the
-    // return address `gogo` pops: the entry trampoline.
+    // return address `gogo` pops: the entry trampoline, which calls `start(arg)` from the
+    // saved r12 and r13.
     let mut sp = stack.top;
-    let arg: *mut u8 = if size_of::<F>() <= INLINE_CLOSURE_MAX && align_of::<F>() <= 64 {
+    let (start, arg): (ThreadStart, *mut u8) = if size_of::<F>() <= INLINE_CLOSURE_MAX && align_of::<F>() <= 64 {
         sp = (sp - size_of::<F>()) & !(align_of::<F>().max(16) - 1);
         // SAFETY: `sp..top` lies in the freshly mapped top of a stack nobody else uses.
         unsafe { (sp as *mut F).write(f) };
-        g.start_fn.set(Some(run_inline::<F, T>));
-        sp as *mut u8
+        (run_inline::<F, T>, sp as *mut u8)
     } else {
-        let boxed = Box::into_raw(Box::new(f));
-        g.start_fn.set(Some(run_boxed::<F, T>));
-        boxed.cast()
+        (run_boxed::<F, T>, Box::into_raw(Box::new(f)).cast())
     };
-    g.start_arg.set(arg);
     sp = (sp & !15) - 16;
     // SAFETY: `sp` is inside the mapped top page of the new stack.
     unsafe { (sp as *mut usize).write(thread_entry as *const () as usize) };
     // SAFETY: the thread has never run; we own its record until it is queued below.
     let ctx = unsafe { g.context() };
-    // The entry trampoline needs only a stack and interrupts on; the other saved registers
-    // are restored but never read.
+    // The entry trampoline needs a stack, the entry point and its argument, and interrupts
+    // on; the other saved registers are restored but never read.
     ctx.rsp = sp;
+    ctx.r12 = start as usize;
+    ctx.r13 = arg as usize;
     ctx.rflags = 0x202;
     g.set_state(GState::Runnable);
 
@@ -377,24 +376,23 @@ where
     Ok(JoinHandle { g, _result: PhantomData })
 }
 
-unsafe fn run_inline<F: FnOnce() -> T, T>(arg: *mut u8) {
-    // SAFETY: `try_spawn` wrote an F at `arg` and nothing else reads it.
+/// A new thread's first Rust function: runs the closure at `arg`, stores its result, exits.
+/// Called by `arch::switch::thread_entry` on the thread's fresh stack.
+type ThreadStart = unsafe extern "C" fn(arg: *mut u8) -> !;
+
+/// `ThreadStart` for a closure placed on the new stack.
+unsafe extern "C" fn run_inline<F: FnOnce() -> T, T>(arg: *mut u8) -> ! {
+    // SAFETY: `spawn_impl` wrote an F at `arg` and nothing else reads it.
     let f = unsafe { arg.cast::<F>().read() };
     store_result(current(), f());
+    exit_now()
 }
 
-unsafe fn run_boxed<F: FnOnce() -> T, T>(arg: *mut u8) {
-    // SAFETY: `try_spawn` made `arg` from `Box::into_raw`.
+/// `ThreadStart` for a boxed closure.
+unsafe extern "C" fn run_boxed<F: FnOnce() -> T, T>(arg: *mut u8) -> ! {
+    // SAFETY: `spawn_impl` made `arg` from `Box::into_raw`.
     let f = unsafe { Box::from_raw(arg.cast::<F>()) };
     store_result(current(), f());
-}
-
-/// Runs on a new thread's stack, called by `arch::switch::thread_entry`.
-pub extern "C" fn thread_main() -> ! {
-    let g = current();
-    let start = g.start_fn.take().expect("thread started without an entry point");
-    // SAFETY: `start` and its argument were set together by `try_spawn`.
-    unsafe { start(g.start_arg.get()) };
     exit_now()
 }
 
