@@ -11,7 +11,7 @@
 //! backtrace lines are symbolized, and each line is echoed (if asked) and kept for judging. A
 //! watchdog kills QEMU after the timeout.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -169,26 +169,46 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let symbolizer = if elf.exists() { Symbolizer::new(elf) } else { Symbolizer::none() };
     let echo = cfg.echo;
     let (tx, rx) = mpsc::channel::<String>();
+    // Interactively, bytes go to the terminal as they arrive (a prompt has no newline, and
+    // typed characters are echoed one by one); a backtrace line's symbol then follows on a line
+    // of its own. Otherwise whole lines are echoed, cleaned and symbolized in place.
+    let passthrough = echo && cfg.interactive;
     let reader = std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut raw = Vec::new();
+        let mut stdout_pipe = stdout;
+        let mut chunk = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            raw.clear();
-            match reader.read_until(b'\n', &mut raw) {
+            let n = match stdout_pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = symbolizer.annotate(&clean_line(&String::from_utf8_lossy(&raw)));
-                    if awaited.as_deref().is_some_and(|a| line.starts_with(a)) {
-                        let _ = ready_tx.send(());
-                    }
-                    if echo {
-                        let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "{line}");
-                        let _ = out.flush();
-                    }
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                Ok(n) => n,
+            };
+            if passthrough {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&chunk[..n]);
+                let _ = out.flush();
+            }
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=end).collect();
+                let clean = clean_line(&String::from_utf8_lossy(&raw));
+                let line = symbolizer.annotate(&clean);
+                if awaited.as_deref().is_some_and(|a| line.starts_with(a)) {
+                    let _ = ready_tx.send(());
+                }
+                if echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = if passthrough {
+                        match line.strip_prefix(clean.as_str()) {
+                            Some(symbol) if !symbol.is_empty() => writeln!(out, "         {symbol}"),
+                            _ => Ok(()),
+                        }
+                    } else {
+                        writeln!(out, "{line}")
+                    };
+                    let _ = out.flush();
+                }
+                if tx.send(line).is_err() {
+                    return;
                 }
             }
         }

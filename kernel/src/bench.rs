@@ -227,7 +227,8 @@ fn call_heavy() -> Figure {
 /// Memory of an idle thread: 10,000 threads parked on a channel.
 fn idle_thread_memory() -> Figure {
     const N: usize = 10_000;
-    let base = crate::ktest::baseline::Baseline::take();
+    crate::ktest::baseline::release_caches();
+    let before = crate::ktest::baseline::memory_in_use();
     let gate: Chan<()> = chan(0);
     let threads: Vec<_> = (0..N)
         .map(|_| {
@@ -238,8 +239,7 @@ fn idle_thread_memory() -> Figure {
     while gate.waiting_receivers() < N {
         crate::sched::sleep(Duration::from_millis(1));
     }
-    let now = crate::ktest::baseline::Baseline::take();
-    let bytes = (now.frames_used - base.frames_used) * crate::mm::layout::PAGE_SIZE + (now.heap_used - base.heap_used);
+    let bytes = crate::ktest::baseline::memory_in_use() - before;
     gate.close();
     for t in threads {
         t.join().expect("idle thread");

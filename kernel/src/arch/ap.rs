@@ -13,8 +13,9 @@
 //! whatever page was free). CPU 0 prepares everything an AP needs before waking it -- its
 //! per-CPU block, g0 stack, interrupt stacks -- so that the AP sets its GS base in assembly
 //! before any (instrumented) Rust runs, exactly as `_start` does on CPU 0. APs are started one
-//! at a time (they share the trampoline's data); one that does not answer within
-//! `START_TIMEOUT` is reported and skipped.
+//! at a time (they share the trampoline's data); if one does not answer within
+//! `START_TIMEOUT`, it is reported and no further CPU is started (a CPU stuck half-way through
+//! the trampoline still reads its data, which must not change under it).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
@@ -289,7 +290,9 @@ pub fn start_all(cpus: &CpuList) -> usize {
         if wait_until(START_TIMEOUT, || AP_ALIVE.load(Ordering::Acquire)) {
             started += 1;
         } else {
-            log::error!("smp: CPU {index} (APIC id {apic_id}) did not start within {START_TIMEOUT:?}; skipped");
+            log::error!(
+                "smp: CPU {index} (APIC id {apic_id}) did not start within {START_TIMEOUT:?}; not starting the CPUs after it"
+            );
             break;
         }
     }

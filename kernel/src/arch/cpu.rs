@@ -33,11 +33,6 @@ impl IrqGuard {
         }
         IrqGuard { was_enabled, _not_send: core::marker::PhantomData }
     }
-
-    /// Were interrupts enabled when the guard was taken?
-    pub fn was_enabled(&self) -> bool {
-        self.was_enabled
-    }
 }
 
 impl Drop for IrqGuard {

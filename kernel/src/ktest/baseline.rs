@@ -56,3 +56,10 @@ impl Baseline {
         );
     }
 }
+
+/// Bytes of memory in use, for measuring what objects cost: every frame in use except the
+/// heap's own pages (counted instead by the heap bytes in use), page tables included.
+pub fn memory_in_use() -> usize {
+    let heap = heap::stats();
+    (frame::stats().used() - heap.mapped / PAGE_SIZE) * PAGE_SIZE + heap.used
+}

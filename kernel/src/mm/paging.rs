@@ -150,14 +150,14 @@ pub fn is_mapped(addr: usize) -> bool {
     matches!(unsafe { walk(VirtAddr::new(addr as u64), false) }, Ok(Some(e)) if !e.is_unused())
 }
 
-/// Frees the page tables below `start..end` (a multiple of 2 MiB) that map nothing any more,
-/// walking up: leaf tables, then directories left empty. Returns the frames freed. Other CPUs
-/// may still cache the freed tables: the caller flushes every TLB (`mm::tlb`) before this.
+/// Unhooks the page tables below `start..end` (a multiple of 2 MiB) that map nothing any more,
+/// walking up: leaf tables, then directories left empty. Returns their frames, which the caller
+/// frees only after flushing every CPU's TLB (a CPU may still cache the unhooked tables).
 ///
 /// The caller guarantees no one maps pages or walks lock-free in the range meanwhile.
-pub fn free_empty_tables(start: usize, end: usize) -> usize {
+pub fn detach_empty_tables(start: usize, end: usize) -> alloc::vec::Vec<PhysFrame> {
     let _tables = TABLES.lock();
-    let mut freed = 0;
+    let mut detached = alloc::vec::Vec::new();
     let (l4_frame, _) = Cr3::read();
     // SAFETY: CR3 holds the active PML4; we hold TABLES.
     let l4 = unsafe { table_at(l4_frame) };
@@ -181,25 +181,20 @@ pub fn free_empty_tables(start: usize, end: usize) -> usize {
                 // SAFETY: as above.
                 if unsafe { table_at(l1_frame) }.iter().all(|e| e.is_unused()) {
                     l2e.set_unused();
-                    frame::free(l1_frame);
-                    freed += 1;
+                    detached.push(l1_frame);
                 }
             }
             if l2.iter().all(|e| e.is_unused()) {
-                let f = l3e.frame().expect("present");
+                detached.push(l3e.frame().expect("present"));
                 l3e.set_unused();
-                frame::free(f);
-                freed += 1;
             }
         }
         if l3.iter().all(|e| e.is_unused()) {
-            let f = l4e.frame().expect("present");
+            detached.push(l4e.frame().expect("present"));
             l4e.set_unused();
-            frame::free(f);
-            freed += 1;
         }
         addr += 512 * PAGE_SIZE;
     }
-    TABLE_FRAMES.fetch_sub(freed, Ordering::Relaxed);
-    freed
+    TABLE_FRAMES.fetch_sub(detached.len(), Ordering::Relaxed);
+    detached
 }

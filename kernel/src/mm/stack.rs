@@ -328,14 +328,16 @@ pub fn release_cached() {
     for stack in pooled {
         release_stack(stack);
     }
-    let idle = THREAD_REGION.idle_chunks();
-    if !idle.is_empty() {
+    // Unhook the tables of idle chunks while no slot of them can be handed out; flush every
+    // CPU's TLB (holding no lock: see mm::tlb); only then reuse the tables' frames.
+    let tables: Vec<PhysFrame> = THREAD_REGION
+        .with_idle_chunks(|chunks| chunks.iter().flat_map(|&(lo, hi)| paging::detach_empty_tables(lo, hi)).collect());
+    if !tables.is_empty() {
         tlb::flush_all_everywhere();
-        for &(lo, hi) in &idle {
-            paging::free_empty_tables(lo, hi);
+        for f in tables {
+            frame::free(f);
         }
     }
-    drop(idle);
     THREAD_REGION.compact();
 }
 

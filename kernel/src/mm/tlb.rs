@@ -58,6 +58,9 @@ fn shoot_down_others() {
     if percpu::CPUS_ONLINE.load(Ordering::Acquire) <= 1 {
         return;
     }
+    // A thread asking must not migrate while it waits (it serves its own CPU's requests);
+    // waiting with interrupts off is safe because it serves them by polling.
+    let _irq = crate::arch::cpu::IrqGuard::new();
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     let me = percpu::this_cpu_unchecked().id as usize;
     let targets: u64 = percpu::online_cpus().map(|c| c.id as usize).filter(|&id| id != me).fold(0, |m, id| m | 1 << id);

@@ -109,15 +109,18 @@ impl SlotRegion {
         first..last + 1
     }
 
-    /// Address ranges of chunks with no live slot, among those ever used.
-    pub fn idle_chunks(&self) -> Vec<(usize, usize)> {
+    /// Runs `f` with the address ranges of the chunks that no live slot uses (among those ever
+    /// used), holding the region's lock: no slot in them can be handed out until `f` returns.
+    pub fn with_idle_chunks<R>(&self, f: impl FnOnce(&[(usize, usize)]) -> R) -> R {
         let s = self.state.lock();
-        s.live_per_chunk
+        let idle: Vec<(usize, usize)> = s
+            .live_per_chunk
             .iter()
             .enumerate()
             .filter(|(_, live)| **live == 0)
             .map(|(c, _)| (self.start + c * CHUNK_SIZE, self.start + (c + 1) * CHUNK_SIZE))
-            .collect()
+            .collect();
+        f(&idle)
     }
 }
 

@@ -153,6 +153,7 @@ pub fn preempt_m(g: &'static G) -> ! {
     g.transition(GState::Running, GState::Runnable);
     if g.pinned.load(Ordering::Relaxed) == g::NOT_PINNED {
         runq::global_push(g);
+        crate::arch::smp::wake_idle_cpu(this_cpu());
     } else {
         runq_put(this_cpu(), g, false);
     }

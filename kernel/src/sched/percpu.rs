@@ -25,7 +25,7 @@ use crate::sched::counters::CpuCounters;
 use crate::sched::g::{G, GKind};
 use crate::sched::runq::{LocalRunQueue, ThreadList};
 use crate::sched::timer::TimerHeap;
-use crate::sync::spin::{IrqSpinLock, SpinLock};
+use crate::sync::spin::SpinLock;
 
 /// The most CPUs Prologue can run on.
 pub const MAX_CPUS: usize = 16;
@@ -75,7 +75,7 @@ pub struct PerCpu {
     /// Threads in `inbox` (a hint read without the lock).
     pub inbox_len: AtomicU32,
     /// Timers that fire on this CPU (sleep, timeouts).
-    pub timers: IrqSpinLock<TimerHeap>,
+    pub timers: SpinLock<TimerHeap>,
     /// Counters shown in statistics and read by tests.
     pub counters: CpuCounters,
     /// A small random-number state for `select!` and stealing (Go's `fastrand`).
@@ -127,7 +127,7 @@ impl PerCpu {
             runq: LocalRunQueue::new(),
             inbox: SpinLock::new(ThreadList::new()),
             inbox_len: AtomicU32::new(0),
-            timers: IrqSpinLock::new(TimerHeap::new()),
+            timers: SpinLock::new(TimerHeap::new()),
             counters: CpuCounters::new(),
             rand: core::cell::Cell::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
         }

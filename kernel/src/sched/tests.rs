@@ -386,6 +386,7 @@ ktest! {
         let free = crate::mm::frame::stats().free * crate::mm::layout::PAGE_SIZE;
         assert!(free >= 700 << 20, "needs a 1 GiB guest (--memory 1024): only {} MiB free", free >> 20);
         let base = Baseline::take();
+        let before = crate::ktest::baseline::memory_in_use();
         let gate: Chan<()> = chan(0);
         let mut threads = Vec::with_capacity(N);
         for _ in 0..N {
@@ -395,12 +396,8 @@ ktest! {
         while gate.waiting_receivers() < N {
             crate::sched::sleep(core::time::Duration::from_millis(10));
         }
-        let frames = crate::mm::frame::stats().used() - base.frames_used;
-        let heap = crate::mm::heap::stats().used - base.heap_used;
-        let per_thread = (frames * crate::mm::layout::PAGE_SIZE + heap) / N;
-        crate::println!(
-            "{N} idle threads: {frames} frames + {heap} heap bytes = {per_thread} bytes per thread"
-        );
+        let bytes = crate::ktest::baseline::memory_in_use() - before;
+        crate::println!("{N} idle threads: {} bytes per thread (stack pages, page tables, records)", bytes / N);
         gate.close();
         for t in threads {
             assert_eq!(t.join(), Ok(true));

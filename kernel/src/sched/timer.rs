@@ -8,8 +8,9 @@
 //! ordinary locks.
 //!
 //! `PerCpu::next_timer_tsc` mirrors the earliest deadline (updated under the heap's lock), so
-//! the scheduler's check is one `rdtsc` and one comparison. The heap is under an `IrqSpinLock`
-//! because the timer interrupt reads it too.
+//! the scheduler's check -- and the timer interrupt's -- is one `rdtsc` and one comparison,
+//! without the lock. The heap itself is under a `SpinLock`: threads add to it and g0 fires it;
+//! no interrupt handler touches it.
 
 use alloc::collections::BinaryHeap;
 use core::cmp::{Ordering as CmpOrdering, Reverse};
@@ -117,11 +118,7 @@ pub fn sleep_until(when: Duration) {
     let cpu = crate::sched::percpu::this_cpu_unchecked();
     let mut heap = cpu.timers.lock();
     add(cpu, &mut heap, when, Action::Wake(g));
-    let (lock, interrupts_were_on) = heap.into_parked();
-    crate::sched::park(WaitReason::Sleep, lock);
-    if interrupts_were_on {
-        x86_64::instructions::interrupts::enable();
-    }
+    crate::sched::park(WaitReason::Sleep, heap.into_parked());
 }
 
 /// Arranges for `chan` to receive the time at `when`, on this CPU.

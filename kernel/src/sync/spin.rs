@@ -187,21 +187,6 @@ impl<T> IrqSpinLock<T> {
     }
 }
 
-impl<'a, T> IrqSpinGuard<'a, T> {
-    /// For `sched::park`: gives up the guard, keeping the lock held and interrupts disabled.
-    /// Returns the lock (released on g0 through `ParkUnlock`) and whether interrupts were
-    /// enabled before the lock was taken: the thread resumes with them disabled and must
-    /// re-enable them itself if so.
-    pub fn into_parked(mut self) -> (&'a SpinLock<T>, bool) {
-        // SAFETY: `self` is forgotten right after; each field is taken exactly once.
-        let (guard, irq) = unsafe { (ManuallyDrop::take(&mut self.guard), ManuallyDrop::take(&mut self.irq)) };
-        core::mem::forget(self);
-        let was_enabled = irq.was_enabled();
-        core::mem::forget(irq);
-        (guard.into_parked(), was_enabled)
-    }
-}
-
 impl<T> Deref for IrqSpinGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
