@@ -24,7 +24,8 @@ use crate::sched::percpu::{OFF_CURG, OFF_G0};
 /// g0 and interrupts disabled. `f` never returns; the thread resumes (returning from `mcall`)
 /// when the scheduler `gogo`es to it again.
 ///
-/// Register contract: `rdi` = f. Must be called by a thread (never by g0 or a handler).
+/// Register contract: `rdi` = f. Must be called by a thread (never by g0 or a handler), or
+/// jumped to by `sched::stackguard`'s `morestack` with the hook's return address on the stack.
 /// Returns with the callee-saved registers and RFLAGS the thread had; clobbers the rest.
 #[unsafe(naked)]
 pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {

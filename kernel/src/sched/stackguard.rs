@@ -20,8 +20,8 @@
 //! `STACK_PREEMPT` asks the thread to yield; `STACK_COUNT` (tests only) asks the slow path to
 //! count the entry and keep the poison, so that every prologue is counted.
 //!
-//! The slow path (`morestack`, assembly) saves the thread's context as `mcall` does and calls
-//! `newstack` on the CPU's g0 stack. `newstack` decides, in this order:
+//! The slow path (`morestack`, assembly) is an `mcall(newstack)` made from the hook: it saves
+//! the thread's context and calls `newstack` on the CPU's g0 stack. `newstack` decides, in this order:
 //! 1. Stack overflow, judged from the saved stack pointer against the *real* bound
 //!    (`stack_lo + STACK_GUARD`), never from `stackguard0` (a poison hides the bound, and the
 //!    hook returns into the function body without re-checking). First try to grow the stack
@@ -40,11 +40,8 @@ use core::sync::atomic::Ordering;
 use crate::arch::backtrace::Backtrace;
 use crate::arch::switch::gogo;
 use crate::mm::stack::GrowError;
-use crate::sched::g::{
-    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX, OFF_KIND,
-    OFF_STACK_HI,
-};
-use crate::sched::percpu::{OFF_CURG, OFF_G0, this_cpu};
+use crate::sched::g::{G, GKind, OFF_KIND};
+use crate::sched::percpu::{OFF_CURG, this_cpu};
 
 /// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
 /// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
@@ -108,31 +105,17 @@ core::arch::global_asm!(
 /// The slow path's entry, jumped to from the hook.
 ///
 /// Register contract: `rax` = curg; `[rsp]` = the hook's return address into the instrumented
-/// function; caller-saved registers are free. For a thread: saves its context (resuming it
-/// later returns into the function body) and calls `newstack(g)` on g0. For any other context:
-/// disables the check (`curg` = the fatal context) and reports a fatal overflow.
+/// function; caller-saved registers are free. For a thread this is exactly an `mcall(newstack)`
+/// made from the hook's position: `mcall` saves the thread's context (resuming it later returns
+/// into the function body) and calls `newstack(g)` on g0. For any other context: disables the
+/// check (`curg` = a check-free record) and reports a fatal overflow.
 #[unsafe(naked)]
 unsafe extern "C" fn morestack() {
     core::arch::naked_asm!(
         "cmp byte ptr [rax + {kind}], {thread}",
         "jne 2f",
-        "pushfq",
-        "cli",
-        "pop qword ptr [rax + {ctx} + {rflags}]",
-        "mov [rax + {ctx} + {rsp}], rsp",
-        "mov [rax + {ctx} + {rbx}], rbx",
-        "mov [rax + {ctx} + {rbp}], rbp",
-        "mov [rax + {ctx} + {r12}], r12",
-        "mov [rax + {ctx} + {r13}], r13",
-        "mov [rax + {ctx} + {r14}], r14",
-        "mov [rax + {ctx} + {r15}], r15",
-        "mov rdx, gs:[{g0}]",
-        "mov gs:[{curg}], rdx",
-        "mov rsp, [rdx + {stack_hi}]",
-        "xor ebp, ebp",
-        "mov rdi, rax",
-        "call {newstack}",
-        "ud2",
+        "lea rdi, [rip + {newstack}]",
+        "jmp {mcall}",
         // Not a thread: g0, interrupt or critical context overflowed. Stay on this stack (the
         // guard zone is left) but turn the check off before any Rust runs.
         "2:",
@@ -145,19 +128,8 @@ unsafe extern "C" fn morestack() {
         "ud2",
         kind = const OFF_KIND,
         thread = const GKind::Thread as u8,
-        curg = const OFF_CURG,
-        g0 = const OFF_G0,
-        stack_hi = const OFF_STACK_HI,
-        ctx = const OFF_CTX,
-        rsp = const CTX_RSP,
-        rbx = const CTX_RBX,
-        rbp = const CTX_RBP,
-        r12 = const CTX_R12,
-        r13 = const CTX_R13,
-        r14 = const CTX_R14,
-        r15 = const CTX_R15,
-        rflags = const CTX_RFLAGS,
         newstack = sym newstack,
+        mcall = sym crate::arch::switch::mcall,
         system_overflow = sym system_overflow_entry,
     )
 }

@@ -65,6 +65,29 @@ pub trait Case {
     fn finish(&mut self);
 }
 
+/// The channel-locking methods of `Case`, the same for both kinds of case (each has a `chan`).
+macro_rules! chan_case_locking {
+    () => {
+        fn chan_id(&self) -> usize {
+            self.chan.raw() as *const _ as *const u8 as usize
+        }
+
+        fn lock(&self) {
+            self.chan.raw().state.lock_raw();
+        }
+
+        unsafe fn unlock(&self) {
+            // SAFETY: forwarded contract.
+            unsafe { self.chan.raw().state.unlock_raw() }
+        }
+
+        unsafe fn release_parked(&self) {
+            // SAFETY: forwarded contract.
+            unsafe { self.chan.raw().state.unlock_parked() }
+        }
+    };
+}
+
 /// A receive case; after completion `take` gives `Some(value)` or `None` (closed).
 pub struct RecvCase<'a, T> {
     chan: &'a Chan<T>,
@@ -84,23 +107,7 @@ impl<'a, T> RecvCase<'a, T> {
 }
 
 impl<T> Case for RecvCase<'_, T> {
-    fn chan_id(&self) -> usize {
-        self.chan.raw() as *const _ as *const u8 as usize
-    }
-
-    fn lock(&self) {
-        self.chan.raw().state.lock_raw();
-    }
-
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_raw() }
-    }
-
-    unsafe fn release_parked(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_parked() }
-    }
+    chan_case_locking!();
 
     fn try_now(&mut self) -> Poll {
         // SAFETY: the select holds the lock (raw) and no other reference to the state.
@@ -154,23 +161,7 @@ impl<'a, T> SendCase<'a, T> {
 }
 
 impl<T> Case for SendCase<'_, T> {
-    fn chan_id(&self) -> usize {
-        self.chan.raw() as *const _ as *const u8 as usize
-    }
-
-    fn lock(&self) {
-        self.chan.raw().state.lock_raw();
-    }
-
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_raw() }
-    }
-
-    unsafe fn release_parked(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.chan.raw().state.unlock_parked() }
-    }
+    chan_case_locking!();
 
     fn try_now(&mut self) -> Poll {
         // SAFETY: lock held, as above.
