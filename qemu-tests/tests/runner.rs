@@ -252,7 +252,9 @@ fn overflow_report_is_symbolized() -> Result<()> {
     else {
         bail!("no overflow report naming the thread \"recurser\":\n{}", tail(t));
     };
-    let frames: Vec<&str> = t.lines().skip(report).take_while(|l| !l.starts_with("test ")).collect();
+    // The report may share its first line with the test's `test NAME ... ` prefix; the frames
+    // follow, up to the test's result line.
+    let frames: Vec<&str> = t.lines().skip(report + 1).take_while(|l| !l.starts_with("test ")).collect();
     ensure!(
         frames.iter().any(|l| l.trim_start().starts_with('#')
             && l.contains("kernel::sched::tests::recurse_forever at kernel/src/sched/tests.rs:")),
