@@ -171,9 +171,6 @@ pub struct G {
     pub preempt_tick: AtomicU64,
     /// Link for intrusive queues (the global run queue, the free list). Owned by the queue.
     pub sched_link: Cell<*mut G>,
-    /// Value handed over by whoever readied this thread (Go's `g.param`), e.g. which
-    /// `select!` case fired. Written before `ready`, read after waking.
-    pub param: AtomicUsize,
     /// The CPU this thread must run on, or `NOT_PINNED`.
     pub pinned: AtomicU32,
     /// The lock `park` hands to g0 to release once the thread is parked.
@@ -248,7 +245,6 @@ impl G {
             preempt: AtomicBool::new(false),
             preempt_tick: AtomicU64::new(0),
             sched_link: Cell::new(core::ptr::null_mut()),
-            param: AtomicUsize::new(0),
             park_lock: UnsafeCell::new(core::ptr::null()),
             pinned: AtomicU32::new(NOT_PINNED),
             id: Cell::new(0),
