@@ -174,7 +174,7 @@ fn stack_from_frames() -> Figure {
     })
 }
 
-/// Recurses until the stack pointer is `bytes` below where it started.
+/// Recurses until the stack pointer is at or below `target`.
 #[inline(never)]
 fn use_stack(target: usize) -> u64 {
     let pad = black_box([0u64; 8]);

@@ -22,6 +22,7 @@ mod fatal;
 mod ktest;
 mod mm;
 mod panic;
+mod rand;
 mod sched;
 mod shell;
 mod stats;

@@ -151,7 +151,7 @@ impl fmt::Display for BugNames {
 
 // ---- random choices ----
 
-/// wyrand: a 64-bit add and a 128-bit multiply per number. One per thread.
+/// A `rand::wyrand` sequence. One per thread.
 struct Rng(u64);
 
 impl Rng {
@@ -165,9 +165,7 @@ impl Rng {
     }
 
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.0).wrapping_mul(u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db));
-        ((t >> 64) as u64) ^ (t as u64)
+        crate::rand::wyrand(&mut self.0)
     }
 
     /// A number in `0..n` (`n` > 0).

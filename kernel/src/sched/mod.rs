@@ -41,7 +41,7 @@ use crate::arch::cpu::IrqGuard;
 use crate::arch::switch::{gogo, mcall};
 use crate::sched::g::{G, GState, WaitReason};
 use crate::sched::percpu::{PerCpu, current, this_cpu};
-use crate::sched::runq::{GLOBAL, GLOBAL_LEN};
+use crate::sched::runq::GLOBAL;
 use crate::sync::spin::ParkUnlock;
 
 pub use thread::{JoinHandle, spawn, spawn_on, try_spawn};
@@ -80,11 +80,7 @@ pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
 #[cold]
 fn put_pinned(cpu: &PerCpu, g: &'static G) {
     let target = percpu::cpu(g.pinned.load(Ordering::Relaxed) as usize);
-    {
-        let mut inbox = target.inbox.lock();
-        inbox.push(g as *const G as *mut G);
-        target.inbox_len.store(inbox.len() as u32, Ordering::Release);
-    }
+    target.inbox.push(g);
     if target.id != cpu.id {
         crate::arch::smp::wake_cpu(cpu, target);
     }
@@ -152,7 +148,7 @@ extern "C" fn yield_m(g: &'static G) -> ! {
 pub fn preempt_m(g: &'static G) -> ! {
     g.transition(GState::Running, GState::Runnable);
     if g.pinned.load(Ordering::Relaxed) == g::NOT_PINNED {
-        runq::global_push(g);
+        GLOBAL.push(g);
         crate::arch::smp::wake_idle_cpu(this_cpu());
     } else {
         runq_put(this_cpu(), g, false);
@@ -197,25 +193,22 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
         }
 
         // Fairness: every 61st pass, the global queue first.
-        if GLOBAL_LEN.load(Ordering::Relaxed) > 0 && tick % 61 == 0 {
-            let mut global = GLOBAL.lock();
-            if let Some(g) = global.pop() {
-                GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
-                cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
-                return (g, false);
-            }
+        if GLOBAL.len_hint() > 0
+            && tick % 61 == 0
+            && let Some(g) = GLOBAL.pop()
+        {
+            cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
+            return (g, false);
         }
-        if cpu.inbox_len.load(Ordering::Acquire) > 0 {
-            let mut inbox = cpu.inbox.lock();
-            if let Some(g) = inbox.pop() {
-                cpu.inbox_len.store(inbox.len() as u32, Ordering::Release);
-                return (g, false);
-            }
+        if cpu.inbox.len_hint() > 0
+            && let Some(g) = cpu.inbox.pop()
+        {
+            return (g, false);
         }
         if let Some(found) = cpu.runq.get() {
             return found;
         }
-        if GLOBAL_LEN.load(Ordering::Relaxed) > 0
+        if GLOBAL.len_hint() > 0
             && let Some(g) = take_from_global(cpu)
         {
             return (g, false);
@@ -230,20 +223,19 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
 
 /// Takes one thread from the global queue, plus a fair share into the local ring.
 fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
-    let mut global = GLOBAL.lock();
-    let first = global.pop()?;
-    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
-    cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
-    let cpus = percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
-    let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
-    for _ in 0..share {
-        match global.pop() {
-            Some(g) => cpu.runq.put(g, false),
-            None => break,
+    GLOBAL.with(|global| {
+        let first = global.pop()?;
+        cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
+        let cpus = percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
+        let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
+        for _ in 0..share {
+            match global.pop() {
+                Some(g) => cpu.runq.put(g, false),
+                None => break,
+            }
         }
-    }
-    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
-    Some(first)
+        Some(first)
+    })
 }
 
 /// Nothing to run: halt until an interrupt (a timer tick or a wake-up IPI).
@@ -252,10 +244,7 @@ fn idle(cpu: &PerCpu) {
     crate::arch::smp::set_idle(cpu, true);
     // Re-check after announcing that we are idle: work queued before the store was visible
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
-    let work = !cpu.runq.is_empty()
-        || cpu.inbox_len.load(Ordering::SeqCst) > 0
-        || GLOBAL_LEN.load(Ordering::SeqCst) > 0
-        || timer::due(cpu);
+    let work = !cpu.runq.is_empty() || cpu.inbox.len_hint() > 0 || GLOBAL.len_hint() > 0 || timer::due(cpu);
     if !work {
         crate::arch::cpu::enable_and_halt_then_disable();
     }

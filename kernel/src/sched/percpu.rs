@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::arch::cpu::ArchCpu;
 use crate::sched::counters::CpuCounters;
 use crate::sched::g::{G, GKind};
-use crate::sched::runq::{LocalRunQueue, ThreadList};
+use crate::sched::runq::{LocalRunQueue, SharedThreadList};
 use crate::sched::timer::TimerHeap;
 use crate::sync::spin::SpinLock;
 
@@ -71,9 +71,7 @@ pub struct PerCpu {
     /// This CPU's run queue (local ring plus `runnext`).
     pub runq: LocalRunQueue,
     /// Threads pinned to this CPU, ready to run (any CPU may add to it).
-    pub inbox: SpinLock<ThreadList>,
-    /// Threads in `inbox` (a hint read without the lock).
-    pub inbox_len: AtomicU32,
+    pub inbox: SharedThreadList,
     /// Timers that fire on this CPU (sleep, timeouts).
     pub timers: SpinLock<TimerHeap>,
     /// Counters shown in statistics and read by tests.
@@ -125,8 +123,7 @@ impl PerCpu {
             gcrit_rec: G::system(GKind::Critical),
             arch: ArchCpu::new(),
             runq: LocalRunQueue::new(),
-            inbox: SpinLock::new(ThreadList::new()),
-            inbox_len: AtomicU32::new(0),
+            inbox: SharedThreadList::new(),
             timers: SpinLock::new(TimerHeap::new()),
             counters: CpuCounters::new(),
             rand: core::cell::Cell::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
@@ -250,11 +247,11 @@ impl PerCpu {
         core::ptr::eq(g, self.g0)
     }
 
-    /// Next number of this CPU's random sequence (wyrand: fast, good enough for choosing).
+    /// Next number of this CPU's random sequence (`rand::wyrand`).
     pub fn fastrand(&self) -> u64 {
-        let s = self.rand.get().wrapping_add(0xa076_1d64_78bd_642f);
-        self.rand.set(s);
-        let t = (s as u128).wrapping_mul((s ^ 0xe703_7ed1_a0b4_28db) as u128);
-        ((t >> 64) as u64) ^ (t as u64)
+        let mut state = self.rand.get();
+        let n = crate::rand::wyrand(&mut state);
+        self.rand.set(state);
+        n
     }
 }

@@ -104,7 +104,7 @@ impl LocalRunQueue {
             return false;
         }
         batch.push(g);
-        global_push_batch(&batch);
+        GLOBAL.with(|global| global.push_batch(&batch));
         true
     }
 
@@ -206,10 +206,7 @@ pub struct ThreadList {
 unsafe impl Send for ThreadList {}
 
 /// The global run queue.
-pub static GLOBAL: SpinLock<ThreadList> = SpinLock::new(ThreadList::new());
-
-/// Threads in the global queue (a racy hint, read without the lock).
-pub static GLOBAL_LEN: AtomicU32 = AtomicU32::new(0);
+pub static GLOBAL: SharedThreadList = SharedThreadList::new();
 
 impl ThreadList {
     pub const fn new() -> ThreadList {
@@ -254,16 +251,39 @@ impl ThreadList {
     }
 }
 
-/// Queues `g` on the global queue.
-pub fn global_push(g: &'static G) {
-    let mut global = GLOBAL.lock();
-    global.push(g as *const G as *mut G);
-    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
+/// A `ThreadList` under a spin lock, whose length can be read without the lock: the scheduler
+/// looks at the global queue and the inboxes on every pass, and must not take their locks just
+/// to find them empty. The length is published after every change, under the lock.
+pub struct SharedThreadList {
+    list: SpinLock<ThreadList>,
+    len: AtomicU32,
 }
 
-/// Queues a batch on the global queue.
-pub fn global_push_batch(batch: &Batch) {
-    let mut global = GLOBAL.lock();
-    global.push_batch(batch);
-    GLOBAL_LEN.store(global.len() as u32, Ordering::Relaxed);
+impl SharedThreadList {
+    pub const fn new() -> SharedThreadList {
+        SharedThreadList { list: SpinLock::new(ThreadList::new()), len: AtomicU32::new(0) }
+    }
+
+    /// Threads queued (a hint: it may change at once). Sequentially consistent, for the idle
+    /// loop's last look for work (see `sched::idle`).
+    #[inline(always)]
+    pub fn len_hint(&self) -> u32 {
+        self.len.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on the list under its lock, then publishes the new length.
+    pub fn with<R>(&self, f: impl FnOnce(&mut ThreadList) -> R) -> R {
+        let mut list = self.list.lock();
+        let result = f(&mut list);
+        self.len.store(list.len() as u32, Ordering::Release);
+        result
+    }
+
+    pub fn push(&self, g: &'static G) {
+        self.with(|list| list.push(g as *const G as *mut G));
+    }
+
+    pub fn pop(&self) -> Option<&'static G> {
+        self.with(ThreadList::pop)
+    }
 }
