@@ -109,40 +109,38 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let opts = &cli.opts;
     let command = cli.command.unwrap_or(Command::Run);
-    if let Command::Bench { which, no_compare, json, markdown } = &command {
-        let options = boot::bench::Options {
-            which: which.clone(),
-            compare: !no_compare,
-            json: json.clone(),
-            markdown: markdown.clone(),
-        };
-        boot::bench::bench(&options)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let variant = Variant { release: opts.release, features: opts.features.clone(), plain: opts.plain };
-    let elf = kernel::build(&variant, false)?;
-    let firmware = if opts.uefi { Firmware::Uefi } else { Firmware::Bios };
-    let image = image::make(&elf, firmware)?;
-
-    let (mut words, default_timeout, interactive, icount): (Vec<String>, Option<u64>, bool, bool) = match &command {
+    let (mut words, default_timeout, interactive): (Vec<String>, Option<u64>, bool) = match &command {
         Command::Run => {
             // In a terminal, the demo ends in the kernel's shell, reading what is typed here.
             let interactive = std::io::stdin().is_terminal();
             let words = if interactive { vec!["shell=on".to_string()] } else { Vec::new() };
-            (words, None, interactive, opts.icount)
+            (words, None, interactive)
         }
-        Command::Test { filter } => {
-            (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false, opts.icount)
-        }
+        Command::Test { filter } => (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false),
         Command::Stress { seconds, seed, inject } => {
             let mut words = vec![format!("stress={seconds}"), format!("seed={seed}")];
             if let Some(bug) = inject {
                 words.push(format!("inject={bug}"));
             }
-            (words, Some(seconds * 4 + 120), false, opts.icount)
+            (words, Some(seconds * 4 + 120), false)
         }
-        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Bench { which, no_compare, json, markdown } => {
+            // Benchmarks build and boot their own kernels (release builds, -icount).
+            let options = boot::bench::Options {
+                which: which.clone(),
+                compare: !no_compare,
+                json: json.clone(),
+                markdown: markdown.clone(),
+            };
+            boot::bench::bench(&options)?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
+    let variant = Variant { release: opts.release, features: opts.features.clone(), plain: opts.plain };
+    let elf = kernel::build(&variant, false)?;
+    let firmware = if opts.uefi { Firmware::Uefi } else { Firmware::Bios };
+    let image = image::make(&elf, firmware)?;
+
     if let Some(extra) = &opts.cmdline {
         words.extend(extra.split_whitespace().map(String::from));
     }
@@ -152,7 +150,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         memory_mib: opts.memory,
         cmdline: words.join(" "),
         timeout: opts.timeout.or(default_timeout).map(Duration::from_secs),
-        icount,
+        icount: opts.icount,
         gdb: opts.gdb,
         qemu_args: opts.qemu_args.clone(),
         interactive,
