@@ -12,5 +12,5 @@ pub mod symbols;
 
 pub use image::Firmware;
 pub use kernel::Variant;
-pub use outcome::{Outcome, TestResult, parse_test_results};
+pub use outcome::{Outcome, TestResult, Verdict, parse_test_results};
 pub use qemu::{Input, RunConfig, RunResult, run};

@@ -161,11 +161,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
     if let Command::Test { .. } = command {
         let results = parse_test_results(&result.transcript);
-        let failed: Vec<_> = results.iter().filter(|t| t.failure.is_some()).collect();
+        let failed: Vec<(&str, &str)> = results.iter().filter_map(|t| Some((t.name.as_str(), t.failed()?))).collect();
         if !failed.is_empty() {
             eprintln!("boot: {} of {} tests failed:", failed.len(), results.len());
-            for t in &failed {
-                eprintln!("  {}: {}", t.name, t.failure.as_deref().unwrap_or(""));
+            for (name, reason) in &failed {
+                eprintln!("  {name}: {reason}");
             }
         }
     }

@@ -54,12 +54,42 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The result of one in-kernel test, from its `test NAME ... ok|FAILED: reason` line.
+/// What became of one in-kernel test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed(String),
+    /// The test could not run in this guest or build (its reason says why).
+    Skipped(String),
+}
+
+impl Verdict {
+    /// Parses the text after `test NAME ... `: `ok`, `FAILED: reason` or `skipped: reason`.
+    pub fn parse(text: &str) -> Option<Verdict> {
+        if text == "ok" {
+            return Some(Verdict::Passed);
+        }
+        if let Some(reason) = text.strip_prefix("FAILED: ") {
+            return Some(Verdict::Failed(reason.to_string()));
+        }
+        text.strip_prefix("skipped: ").map(|reason| Verdict::Skipped(reason.to_string()))
+    }
+}
+
+/// The result of one in-kernel test, from its `test NAME ... VERDICT` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestResult {
     pub name: String,
-    /// `None` if it passed, else the reason.
-    pub failure: Option<String>,
+    pub verdict: Verdict,
+}
+
+impl TestResult {
+    pub fn failed(&self) -> Option<&str> {
+        match &self.verdict {
+            Verdict::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 /// Every test result in a transcript, in order.
@@ -72,11 +102,7 @@ pub fn parse_test_results(transcript: &str) -> Vec<TestResult> {
             if name.contains(' ') {
                 return None;
             }
-            let failure = match verdict {
-                "ok" => None,
-                v => Some(v.strip_prefix("FAILED: ")?.to_string()),
-            };
-            Some(TestResult { name: name.to_string(), failure })
+            Some(TestResult { name: name.to_string(), verdict: Verdict::parse(verdict)? })
         })
         .collect()
 }
@@ -89,8 +115,7 @@ pub fn unfinished_test(transcript: &str) -> Option<String> {
             && let Some((name, verdict)) = rest.split_once(" ...")
         {
             // Anything but a verdict after the prefix is the test's own output.
-            let verdict = verdict.trim();
-            let finished = verdict == "ok" || verdict.starts_with("FAILED:");
+            let finished = Verdict::parse(verdict.trim()).is_some();
             running = if finished { None } else { Some(name.to_string()) };
         }
     }
@@ -113,7 +138,7 @@ fn failure_reason(transcript: &str) -> String {
         }
     }
     let failed: Vec<String> =
-        parse_test_results(transcript).into_iter().filter(|t| t.failure.is_some()).map(|t| t.name).collect();
+        parse_test_results(transcript).into_iter().filter(|t| t.failed().is_some()).map(|t| t.name).collect();
     if !failed.is_empty() {
         return format!("{} test(s) failed: {}", failed.len(), failed.join(", "));
     }
@@ -140,11 +165,13 @@ mod tests {
 
     #[test]
     fn parses_test_lines() {
-        let t = "running 2 tests\ntest a::b ... ok\ntest c ... FAILED: boom\nnoise\n1 passed, 1 failed\n";
+        let t = "running 3 tests\ntest a::b ... ok\ntest c ... FAILED: boom\nnoise\n\
+                 test d ... skipped: needs 2 CPUs\n1 passed, 1 failed, 1 skipped\n";
         let r = parse_test_results(t);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0], TestResult { name: "a::b".into(), failure: None });
-        assert_eq!(r[1].failure.as_deref(), Some("boom"));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0], TestResult { name: "a::b".into(), verdict: Verdict::Passed });
+        assert_eq!(r[1].failed(), Some("boom"));
+        assert_eq!(r[2].verdict, Verdict::Skipped("needs 2 CPUs".into()));
     }
 
     #[test]
@@ -152,6 +179,7 @@ mod tests {
         assert_eq!(unfinished_test("test a ... ok\ntest b ... "), Some("b".into()));
         assert_eq!(unfinished_test("test a ... ok\n"), None);
         assert_eq!(unfinished_test("test a ... some output\nmore"), Some("a".into()));
+        assert_eq!(unfinished_test("test a ... skipped: one CPU\n"), None);
     }
 
     #[test]

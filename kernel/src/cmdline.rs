@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use crate::crash::Crash;
 use crate::sched::preempt::Mode;
 
 /// What the kernel does after booting.
@@ -19,16 +20,6 @@ pub enum Run {
     Stress,
     /// The benchmarks (`bench=`).
     Bench,
-}
-
-/// A deliberate failure, for the runner's own tests (`crash=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Crash {
-    Panic,
-    TripleFault,
-    Hang,
-    G0Overflow,
-    InterruptStackOverflow,
 }
 
 /// The parsed command line.
@@ -163,19 +154,11 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 }
             }
             "crash" => {
-                c.crash = Some(match value {
-                    "panic" => Crash::Panic,
-                    "triple-fault" => Crash::TripleFault,
-                    "hang" => Crash::Hang,
-                    "g0-overflow" => Crash::G0Overflow,
-                    "irq-overflow" => Crash::InterruptStackOverflow,
-                    _ => {
-                        return Err(CmdlineError {
-                            word,
-                            reason: "expected panic, triple-fault, hang, g0-overflow or irq-overflow",
-                        });
-                    }
-                })
+                c.crash = Some(Crash::from_name(value).ok_or(CmdlineError {
+                    word,
+                    reason: "expected panic, triple-fault, hang, g0-overflow, irq-overflow, switch-on-g0, stuck-cpu, \
+                             overflow-irqs-off, yield-holding-lock or lock-order",
+                })?);
             }
             _ => return Err(CmdlineError { word, reason: "unknown key" }),
         }

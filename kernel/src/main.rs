@@ -17,6 +17,7 @@ mod arch;
 mod bench;
 mod cmdline;
 mod console;
+mod crash;
 mod demo;
 mod fatal;
 mod ktest;
@@ -37,7 +38,7 @@ use bootloader_api::info::MemoryRegionKind;
 
 use crate::arch::cpu::G0_STACK_SIZE;
 use crate::arch::qemu::{ExitCode, exit};
-use crate::cmdline::{Cmdline, Crash, Run};
+use crate::cmdline::{Cmdline, Run};
 use crate::sched::percpu::{self, cpu};
 
 /// Prologue's version, shown in the banner.
@@ -131,7 +132,7 @@ extern "C" fn kernel_main(_: usize) -> ! {
         if list.ignored > 0 {
             log::warn!("smp: {} more CPUs in the MADT than Prologue supports ({})", list.ignored, percpu::MAX_CPUS);
         }
-        arch::ap::start_all(list);
+        arch::ap::start_all(list, cmdline.crash == Some(crash::Crash::StuckCpu));
     }
     println!(
         "Prologue {VERSION}: {cpus_found} CPU(s) in the MADT, {} online, {} MiB usable memory",
@@ -140,56 +141,21 @@ extern "C" fn kernel_main(_: usize) -> ! {
     );
     println!("kernel: image base {:#x}, TSC {} MHz", arch::start::KERNEL_BASE, tsc_hz / 1_000_000);
 
-    if let Some(crash) = cmdline.crash {
-        crash_on_purpose(crash);
+    if let Some(crash) = cmdline.crash.filter(|c| !c.in_thread()) {
+        crash::at_boot(crash);
     }
 
     arch::apic::start_timer();
-    let first = match cmdline.run {
-        Run::Demo => sched::spawn("main", demo::run),
-        Run::Tests => sched::spawn("ktest", || ktest::run(cmdline.tests)),
-        Run::Stress => {
+    let first = match (cmdline.crash, cmdline.run) {
+        (Some(crash), _) => sched::spawn("crash", move || -> () { crash::in_thread(crash) }),
+        (None, Run::Demo) => sched::spawn("main", demo::run),
+        (None, Run::Tests) => sched::spawn("ktest", || ktest::run(cmdline.tests)),
+        (None, Run::Stress) => {
             sched::spawn("stress", || -> () { stress::run(cmdline.stress_seconds, cmdline.seed, cmdline.inject) })
         }
-        Run::Bench => sched::spawn("bench", || bench::run(cmdline.bench)),
+        (None, Run::Bench) => sched::spawn("bench", || bench::run(cmdline.bench)),
     };
     // The first thread ends the run itself (it exits QEMU); nobody joins it.
     drop(first);
     sched::run_scheduler(bsp)
-}
-
-/// `crash=`: fail in a chosen way, so that the runner's handling of each can be tested.
-fn crash_on_purpose(crash: Crash) -> ! {
-    println!("crash: {crash:?} requested on the command line");
-    match crash {
-        Crash::Panic => panic!("crash=panic requested"),
-        Crash::TripleFault => {
-            // An empty IDT: the breakpoint cannot be delivered, nor the double fault, so the
-            // CPU resets.
-            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
-            // SAFETY: deliberately breaks interrupt handling to cause a triple fault.
-            unsafe {
-                x86_64::instructions::tables::lidt(&empty);
-                core::arch::asm!("int3");
-            }
-            exit(ExitCode::Failure)
-        }
-        Crash::Hang => {
-            println!("crash: hanging with interrupts disabled");
-            arch::cpu::halt_forever()
-        }
-        Crash::G0Overflow => {
-            fn recurse(depth: u64) -> u64 {
-                let pad = core::hint::black_box([depth; 32]);
-                if depth == u64::MAX { 0 } else { recurse(depth + 1) + pad[3] }
-            }
-            let _ = core::hint::black_box(recurse(0));
-            exit(ExitCode::Failure)
-        }
-        Crash::InterruptStackOverflow => {
-            // SAFETY: the test vector's handler recurses; the overflow is fatal by design.
-            unsafe { core::arch::asm!("int {v}", v = const arch::interrupts::TEST_RECURSE) };
-            exit(ExitCode::Failure)
-        }
-    }
 }

@@ -70,6 +70,9 @@ pub fn parse_list(transcript: &str) -> Result<Vec<String>> {
     match count {
         None => bail!("the kernel's test list has no closing 'N tests' line"),
         Some(n) if n != names.len() => bail!("the kernel announced {n} tests but listed {}", names.len()),
+        // No tests means the registration is broken (e.g. the linker dropped the section): a
+        // suite of nothing must not pass.
+        Some(0) => bail!("the kernel lists no ktests at all"),
         Some(_) => Ok(names),
     }
 }
@@ -86,8 +89,9 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_list_is_valid() {
-        assert_eq!(parse_list("0 tests\nprologue: exit success\n").unwrap(), Vec::<String>::new());
+    fn an_empty_list_is_an_error() {
+        let err = parse_list("0 tests\nprologue: exit success\n").unwrap_err();
+        assert_eq!(err.to_string(), "the kernel lists no ktests at all");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! tests (timeouts, preemption) flaky.
 //!
 //! Verdict rules (`judge`), in order:
-//! 1. the test's result line decides: `test NAME ... ok` passes, `... FAILED: reason` fails;
+//! 1. the test's result line decides: `test NAME ... ok` passes, `... FAILED: reason` fails,
+//!    `... skipped: reason` is an ignored trial with that reason (never a pass);
 //! 2. with no result line, if the kernel stopped while this test ran (it started, never
 //!    finished), the trial fails with the runner's outcome (which names the test);
 //! 3. otherwise the test never ran: `not run: the kernel stopped during OTHER: OUTCOME`;
@@ -26,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use boot::outcome::unfinished_test;
-use boot::{Outcome, parse_test_results};
+use boot::{Outcome, Verdict, parse_test_results};
 
 use crate::config::Config;
 use crate::kernels;
@@ -41,6 +42,14 @@ static BOOTING: Mutex<()> = Mutex::new(());
 
 /// Lines of a test's own output quoted in its failure message, at most.
 const QUOTED_LINES: usize = 60;
+
+/// How a trial that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    Passed,
+    /// The kernel skipped the test, for this reason (shown as an ignored trial).
+    Skipped(String),
+}
 
 /// What one boot left behind.
 struct Run {
@@ -74,7 +83,7 @@ impl Suite {
     }
 
     /// The verdict on ktest `test`, booting the kernel if no trial of this suite has yet.
-    pub fn verdict(&self, test: &str) -> Result<(), String> {
+    pub fn verdict(&self, test: &str) -> Result<Ran, String> {
         if !self.selected.iter().any(|t| t == test) {
             return Err(format!(
                 "{test} was not among the tests selected for {} (the trial filter and the suite disagree)",
@@ -127,11 +136,12 @@ fn save_log(name: &str, transcript: &str) -> Result<PathBuf, String> {
 
 /// The verdict on ktest `test` from a run's outcome and transcript (rules in the module
 /// documentation): `Err` holds the reason.
-pub fn judge(test: &str, outcome: &Outcome, transcript: &str) -> Result<(), String> {
+pub fn judge(test: &str, outcome: &Outcome, transcript: &str) -> Result<Ran, String> {
     if let Some(result) = parse_test_results(transcript).into_iter().find(|r| r.name == test) {
-        return match result.failure {
-            None => Ok(()),
-            Some(reason) => Err(format!("FAILED: {reason}")),
+        return match result.verdict {
+            Verdict::Passed => Ok(Ran::Passed),
+            Verdict::Skipped(reason) => Ok(Ran::Skipped(reason)),
+            Verdict::Failed(reason) => Err(format!("FAILED: {reason}")),
         };
     }
     match unfinished_test(transcript) {
@@ -167,7 +177,8 @@ mod tests {
         test a::two ... thread a::two panicked at x.rs:1: boom\n    #0  0x10\n\
         test a::two ... FAILED: panicked: boom\n\
         test b::three ... ok\n\
-        2 passed, 1 failed\nprologue: exit failure\n";
+        test c::four ... skipped: needs 2 CPUs (--smp 2)\n\
+        2 passed, 1 failed, 1 skipped\nprologue: exit failure\n";
 
     fn failure() -> Outcome {
         Outcome::Failure("1 test(s) failed: a::two".into())
@@ -175,9 +186,10 @@ mod tests {
 
     #[test]
     fn result_lines_decide() {
-        assert_eq!(judge("a::one", &failure(), FINISHED), Ok(()));
-        assert_eq!(judge("b::three", &failure(), FINISHED), Ok(()));
+        assert_eq!(judge("a::one", &failure(), FINISHED), Ok(Ran::Passed));
+        assert_eq!(judge("b::three", &failure(), FINISHED), Ok(Ran::Passed));
         assert_eq!(judge("a::two", &failure(), FINISHED), Err("FAILED: panicked: boom".into()));
+        assert_eq!(judge("c::four", &failure(), FINISHED), Ok(Ran::Skipped("needs 2 CPUs (--smp 2)".into())));
     }
 
     #[test]
@@ -190,7 +202,7 @@ mod tests {
     fn a_crash_fails_the_running_test_and_skips_the_rest() {
         let transcript = "test a::one ... ok\ntest a::two ... \nFATAL: page fault\n";
         let outcome = Outcome::Failure("FATAL: page fault (during test a::two)".into());
-        assert_eq!(judge("a::one", &outcome, transcript), Ok(()));
+        assert_eq!(judge("a::one", &outcome, transcript), Ok(Ran::Passed));
         assert_eq!(
             judge("a::two", &outcome, transcript),
             Err("kernel failure: FATAL: page fault (during test a::two)".into())

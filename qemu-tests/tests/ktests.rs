@@ -13,7 +13,7 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use qemu_tests::config::{CONFIGS, Config, UEFI};
 use qemu_tests::kernels;
-use qemu_tests::suite::{self, Suite};
+use qemu_tests::suite::{self, Ran, Suite};
 
 fn main() {
     let args = Arguments::from_args();
@@ -53,7 +53,11 @@ fn config_trials(args: &Arguments, config: &'static Config, all: &[String], cand
         .iter()
         .map(|test| {
             let (suite, test) = (Arc::clone(&suite), test.clone());
-            Trial::test(config.trial_name(&test), move || suite.verdict(&test).map_err(Failed::from))
+            Trial::ignorable_test(config.trial_name(&test), move || match suite.verdict(&test) {
+                Ok(Ran::Passed) => Ok(Completion::Completed),
+                Ok(Ran::Skipped(reason)) => Ok(Completion::ignored_with(reason)),
+                Err(reason) => Err(Failed::from(reason)),
+            })
         })
         .collect()
 }

@@ -227,7 +227,11 @@ fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
 }
 
 /// Starts every AP in `cpus` (whose first entry is CPU 0). Returns how many came up.
-pub fn start_all(cpus: &CpuList) -> usize {
+///
+/// With `leave_last_stuck` (the test-only `crash=stuck-cpu`), the last AP is sent a trampoline
+/// that stops in an endless loop as soon as it reaches long mode, before it has an IDT: a CPU
+/// that never finished its start-up, as a real machine may have one.
+pub fn start_all(cpus: &CpuList, leave_last_stuck: bool) -> usize {
     if cpus.count <= 1 {
         return 0;
     }
@@ -276,6 +280,13 @@ pub fn start_all(cpus: &CpuList) -> usize {
                 break;
             }
         };
+        if leave_last_stuck && index == cpus.count - 1 {
+            // `jmp $` at the first long-mode instruction.
+            // SAFETY: inside the copied trampoline page, which only this AP will run.
+            unsafe {
+                window.add(offset(core::ptr::addr_of!(ap_tramp_lm64_label))).cast::<[u8; 2]>().write([0xeb, 0xfe])
+            };
+        }
         patch64(core::ptr::addr_of!(ap_tramp_stack), cpu.g0().stack_bounds().1 as u64);
         patch64(core::ptr::addr_of!(ap_tramp_percpu), cpu as *const PerCpu as u64);
         AP_ALIVE.store(false, Ordering::SeqCst);

@@ -10,25 +10,29 @@ use crate::sched::thread::Death;
 ktest! {
     /// `int3` is handled (counted) and execution continues right after it.
     fn breakpoint_resumes() {
-        let _irq = IrqGuard::new();
-        let before = this_cpu().counters.breakpoints.load(Ordering::Relaxed);
-        let mut after_int3 = 0u64;
-        // SAFETY: the breakpoint handler returns to the next instruction.
-        unsafe { core::arch::asm!("int3", "mov {0}, 42", out(reg) after_int3) };
+        let (after_int3, counted) = {
+            let _irq = IrqGuard::new(); // stay on one CPU, whose counter we read
+            let before = this_cpu().counters.breakpoints.load(Ordering::Relaxed);
+            let mut after_int3 = 0u64;
+            // SAFETY: the breakpoint handler returns to the next instruction.
+            unsafe { core::arch::asm!("int3", "mov {0}, 42", out(reg) after_int3) };
+            (after_int3, this_cpu().counters.breakpoints.load(Ordering::Relaxed) - before)
+        };
         assert_eq!(after_int3, 42, "the instruction after int3 did not run");
-        assert_eq!(this_cpu().counters.breakpoints.load(Ordering::Relaxed), before + 1);
+        assert_eq!(counted, 1, "the breakpoint was not counted once");
     }
 }
 
 ktest! {
     /// An exception runs on this CPU's interrupt stack (IST1), not on the interrupted thread's.
     fn exception_runs_on_the_interrupt_stack() {
-        let _irq = IrqGuard::new();
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("int3") };
-        let cpu = this_cpu();
-        let frame = cpu.counters.last_trap_frame.load(Ordering::Relaxed);
-        let ist = cpu.arch.interrupt_stack.get();
+        let (frame, ist) = {
+            let _irq = IrqGuard::new(); // stay on one CPU, whose interrupt stack we read
+            // SAFETY: as above.
+            unsafe { core::arch::asm!("int3") };
+            let cpu = this_cpu();
+            (cpu.counters.last_trap_frame.load(Ordering::Relaxed), cpu.arch.interrupt_stack.get())
+        };
         let (lo, hi) = current().stack_bounds();
         assert!(ist.contains(frame), "trap frame {frame:#x} is not on the interrupt stack {:#x}..{:#x}", ist.lo, ist.hi);
         assert!(!(lo..hi).contains(&frame), "trap frame {frame:#x} is on the thread's stack");

@@ -12,12 +12,12 @@ use core::fmt::{self, Write};
 use uart_16550::Uart16550Tty;
 use uart_16550::backend::PioBackend;
 
-use crate::sync::spin::IrqSpinLock;
+use crate::sync::spin::{IrqSpinLock, Rank};
 
 /// I/O port base of COM1.
 const COM1: u16 = 0x3f8;
 
-static SERIAL: IrqSpinLock<Option<Uart16550Tty<PioBackend>>> = IrqSpinLock::new(None);
+static SERIAL: IrqSpinLock<Option<Uart16550Tty<PioBackend>>> = IrqSpinLock::new(Rank::Console, None);
 
 /// Initializes COM1. Until this runs, output is dropped.
 pub fn init() {

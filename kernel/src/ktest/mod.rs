@@ -22,11 +22,22 @@
 //! given text, a CPU exception with a given vector, or a stack overflow). Thread death is
 //! contained (see `panic` and `arch::exceptions`), so one failing test does not stop the run.
 //!
-//! Output protocol (parsed by the runner on the host): `test NAME ... ok` or
-//! `test NAME ... FAILED: reason`, one per test, then `N passed, M failed` alone on a line; the
-//! QEMU exit status agrees with it.
+//! A test that cannot run in the machine it got (one CPU for an SMP test, too little memory, a
+//! build without the feature it checks) says so with `ktest_skip!("reason")`, which returns from
+//! the test: it is reported as skipped, never as passed.
+//!
+//! A test checks its results *outside* its guards: an assertion that fails while the test holds a
+//! spin lock or runs with interrupts disabled is a panic under a lock, which the kernel rightly
+//! treats as fatal, and the rest of the suite would never run. So a test computes under the guard
+//! and asserts after dropping it.
+//!
+//! Output protocol (parsed by the runner on the host): `test NAME ... ok`,
+//! `test NAME ... FAILED: reason` or `test NAME ... skipped: reason`, one per test, then
+//! `N passed, M failed, K skipped` alone on a line; the QEMU exit status agrees with it (skipped
+//! tests do not fail the run).
 
 pub mod baseline;
+pub mod helpers;
 
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -67,6 +78,26 @@ impl KTest {
 #[distributed_slice]
 pub static KTESTS: [KTest];
 
+/// Why the running test skipped itself (set by `ktest_skip!`, read by the runner after the join).
+static SKIP_REASON: crate::sync::spin::SpinLock<Option<alloc::string::String>> =
+    crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Object, None);
+
+/// Records that the running test skips itself, and why. Use `ktest_skip!`, which also returns.
+pub fn record_skip(reason: core::fmt::Arguments<'_>) {
+    let reason = alloc::format!("{reason}");
+    *SKIP_REASON.lock() = Some(reason);
+}
+
+/// Ends the running test as skipped: `ktest_skip!("needs {} CPUs", 2)`. The reason says what the
+/// test needs that this machine or build lacks.
+#[macro_export]
+macro_rules! ktest_skip {
+    ($($arg:tt)*) => {{
+        $crate::ktest::record_skip(format_args!($($arg)*));
+        return;
+    }};
+}
+
 /// Registers a test function; see the module documentation.
 #[macro_export]
 macro_rules! ktest {
@@ -104,18 +135,30 @@ fn matches(name: &str, patterns: &str) -> bool {
     })
 }
 
-/// Judges a finished test against its expectation: `Ok(())` or the failure reason.
-fn judge(test: &KTest, outcome: Result<(), Death>) -> Result<(), alloc::string::String> {
+/// What became of one test.
+enum Verdict {
+    Passed,
+    Failed(alloc::string::String),
+    Skipped(alloc::string::String),
+}
+
+/// Judges a finished test against its expectation (a test that skipped itself is skipped, whatever
+/// it expected).
+fn judge(test: &KTest, outcome: Result<(), Death>, skipped: Option<alloc::string::String>) -> Verdict {
     use alloc::format;
-    match (test.expect, outcome) {
-        (Expect::Pass, Ok(())) => Ok(()),
-        (Expect::Pass, Err(death)) => Err(format!("{death}")),
-        (Expect::Panic(text), Err(Death::Panic(msg))) if msg.contains(text) => Ok(()),
-        (Expect::Fault(v), Err(Death::Fault { vector, .. })) if vector == v => Ok(()),
-        (Expect::StackOverflow, Err(Death::StackOverflow { .. })) => Ok(()),
-        (expect, Ok(())) => Err(format!("returned, but was expected to die ({expect:?})")),
-        (expect, Err(death)) => Err(format!("expected {expect:?}, but {death}")),
+    if let (Some(reason), Ok(())) = (skipped, &outcome) {
+        return Verdict::Skipped(reason);
     }
+    let failure = match (test.expect, outcome) {
+        (Expect::Pass, Ok(())) => return Verdict::Passed,
+        (Expect::Pass, Err(death)) => format!("{death}"),
+        (Expect::Panic(text), Err(Death::Panic(msg))) if msg.contains(text) => return Verdict::Passed,
+        (Expect::Fault(v), Err(Death::Fault { vector, .. })) if vector == v => return Verdict::Passed,
+        (Expect::StackOverflow, Err(Death::StackOverflow { .. })) => return Verdict::Passed,
+        (expect, Ok(())) => format!("returned, but was expected to die ({expect:?})"),
+        (expect, Err(death)) => format!("expected {expect:?}, but {death}"),
+    };
+    Verdict::Failed(failure)
 }
 
 /// Runs the tests selected by `patterns` (or lists them, for `list`) and exits QEMU with the
@@ -134,37 +177,43 @@ pub fn run(patterns: &str) -> ! {
     for pattern in patterns.split(',') {
         if !tests.iter().any(|t| matches(t.name(), pattern)) {
             crate::println!("ktest: no test matches '{pattern}' (test=list shows them)");
-            crate::println!("0 passed, 1 failed");
+            crate::println!("0 passed, 1 failed, 0 skipped");
             crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
         }
     }
     tests.retain(|t| matches(t.name(), patterns));
     crate::println!("running {} tests", tests.len());
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for test in tests {
         let mut line = alloc::string::String::new();
         let _ = write!(line, "test {} ... ", test.name());
         crate::print!("{line}");
         let mark = crate::console::prints();
         let func = test.func;
+        *SKIP_REASON.lock() = None;
         let outcome = crate::sched::spawn(test.name(), func).join();
-        let verdict = judge(test, outcome);
+        let skip = SKIP_REASON.lock().take();
+        let verdict = judge(test, outcome, skip);
         if crate::console::prints() != mark {
             // The test printed something: repeat the prefix so the result line is whole.
             crate::print!("{line}");
         }
         match verdict {
-            Ok(()) => {
+            Verdict::Passed => {
                 passed += 1;
                 crate::println!("ok");
             }
-            Err(reason) => {
+            Verdict::Failed(reason) => {
                 failed += 1;
                 crate::println!("FAILED: {reason}");
             }
+            Verdict::Skipped(reason) => {
+                skipped += 1;
+                crate::println!("skipped: {reason}");
+            }
         }
     }
-    crate::println!("{passed} passed, {failed} failed");
+    crate::println!("{passed} passed, {failed} failed, {skipped} skipped");
     let code = if failed == 0 { crate::arch::qemu::ExitCode::Success } else { crate::arch::qemu::ExitCode::Failure };
     crate::arch::qemu::exit(code)
 }

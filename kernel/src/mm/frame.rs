@@ -22,7 +22,7 @@ use x86_64::structures::paging::PhysFrame;
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::paging::phys_to_virt;
 use crate::sched::g::G;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Frames below this physical address are never allocated.
 const LOW_MEMORY_END: u64 = 1 << 20;
@@ -40,7 +40,7 @@ struct Bitmap {
     total: usize,
 }
 
-static FRAMES: SpinLock<Option<Bitmap>> = SpinLock::new(None);
+static FRAMES: SpinLock<Option<Bitmap>> = SpinLock::new(Rank::Frames, None);
 /// The thread holding `FRAMES`, or null.
 static OWNER: AtomicPtr<G> = AtomicPtr::new(core::ptr::null_mut());
 

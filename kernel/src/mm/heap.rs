@@ -19,7 +19,7 @@ use x86_64::VirtAddr;
 
 use crate::mm::layout::{HEAP_LIMIT, HEAP_START, PAGE_SIZE, page_round_up};
 use crate::mm::{frame, paging};
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Bytes mapped when the heap is created.
 const INITIAL_SIZE: usize = 1 << 20;
@@ -53,7 +53,7 @@ pub struct HeapStats {
     pub failures: u64,
 }
 
-static HEAP: SpinLock<Option<KernelHeap>> = SpinLock::new(None);
+static HEAP: SpinLock<Option<KernelHeap>> = SpinLock::new(Rank::Heap, None);
 
 /// Creates the heap with a growth limit of `max` bytes.
 pub fn init(max: usize) {

@@ -21,7 +21,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use crate::mm::frame::{self, OutOfFrames};
 use crate::mm::layout::PAGE_SIZE;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Virtual address of physical address 0.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
@@ -35,7 +35,7 @@ pub fn table_frames() -> usize {
 }
 
 /// Serialises structural page-table changes (see the module comment).
-static TABLES: SpinLock<()> = SpinLock::new(());
+static TABLES: SpinLock<()> = SpinLock::new(Rank::PageTables, ());
 
 /// Flags of kernel data pages.
 pub const KERNEL_DATA: PageTableFlags =
@@ -150,51 +150,48 @@ pub fn is_mapped(addr: usize) -> bool {
     matches!(unsafe { walk(VirtAddr::new(addr as u64), false) }, Ok(Some(e)) if !e.is_unused())
 }
 
-/// Unhooks the page tables below `start..end` (a multiple of 2 MiB) that map nothing any more,
-/// walking up: leaf tables, then directories left empty. Returns their frames, which the caller
-/// frees only after flushing every CPU's TLB (a CPU may still cache the unhooked tables).
+/// Unhooks the page tables of the 2 MiB chunk at `chunk` that map nothing any more, walking up:
+/// its leaf table, then the directories left empty. Returns their frames (at most three, in a
+/// fixed array: nothing may allocate while the page-table lock is held, because growing the heap
+/// takes that lock under the heap's), which the caller frees only after flushing every CPU's TLB
+/// (a CPU may still cache the unhooked tables).
 ///
-/// The caller guarantees no one maps pages or walks lock-free in the range meanwhile.
-pub fn detach_empty_tables(start: usize, end: usize) -> alloc::vec::Vec<PhysFrame> {
+/// The caller guarantees no one maps pages or walks lock-free in the chunk meanwhile.
+pub fn detach_empty_tables(chunk: usize) -> [Option<PhysFrame>; 3] {
     let _tables = TABLES.lock();
-    let mut detached = alloc::vec::Vec::new();
+    let mut detached = [None; 3];
     let (l4_frame, _) = Cr3::read();
     // SAFETY: CR3 holds the active PML4; we hold TABLES.
     let l4 = unsafe { table_at(l4_frame) };
-    let mut addr = start;
-    while addr < end {
-        let va = VirtAddr::new(addr as u64);
-        let l4e = &mut l4[va.p4_index()];
-        if l4e.is_unused() {
-            addr += 512 * 512 * 512 * PAGE_SIZE;
-            continue;
-        }
-        // SAFETY: present entries point at tables; we hold TABLES.
-        let l3 = unsafe { table_at(l4e.frame().expect("present")) };
-        let l3e = &mut l3[va.p3_index()];
-        if !l3e.is_unused() {
-            // SAFETY: as above.
-            let l2 = unsafe { table_at(l3e.frame().expect("present")) };
-            let l2e = &mut l2[va.p2_index()];
-            if !l2e.is_unused() {
-                let l1_frame = l2e.frame().expect("present");
-                // SAFETY: as above.
-                if unsafe { table_at(l1_frame) }.iter().all(|e| e.is_unused()) {
-                    l2e.set_unused();
-                    detached.push(l1_frame);
-                }
-            }
-            if l2.iter().all(|e| e.is_unused()) {
-                detached.push(l3e.frame().expect("present"));
-                l3e.set_unused();
-            }
-        }
-        if l3.iter().all(|e| e.is_unused()) {
-            detached.push(l4e.frame().expect("present"));
-            l4e.set_unused();
-        }
-        addr += 512 * PAGE_SIZE;
+    let va = VirtAddr::new(chunk as u64);
+    let l4e = &mut l4[va.p4_index()];
+    if l4e.is_unused() {
+        return detached;
     }
-    TABLE_FRAMES.fetch_sub(detached.len(), Ordering::Relaxed);
+    // SAFETY: present entries point at tables; we hold TABLES.
+    let l3 = unsafe { table_at(l4e.frame().expect("present")) };
+    let l3e = &mut l3[va.p3_index()];
+    if !l3e.is_unused() {
+        // SAFETY: as above.
+        let l2 = unsafe { table_at(l3e.frame().expect("present")) };
+        let l2e = &mut l2[va.p2_index()];
+        if !l2e.is_unused() {
+            let l1_frame = l2e.frame().expect("present");
+            // SAFETY: as above.
+            if unsafe { table_at(l1_frame) }.iter().all(|e| e.is_unused()) {
+                l2e.set_unused();
+                detached[0] = Some(l1_frame);
+            }
+        }
+        if l2.iter().all(|e| e.is_unused()) {
+            detached[1] = Some(l3e.frame().expect("present"));
+            l3e.set_unused();
+        }
+    }
+    if l3.iter().all(|e| e.is_unused()) {
+        detached[2] = Some(l4e.frame().expect("present"));
+        l4e.set_unused();
+    }
+    TABLE_FRAMES.fetch_sub(detached.iter().flatten().count(), Ordering::Relaxed);
     detached
 }

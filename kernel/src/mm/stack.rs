@@ -40,7 +40,7 @@ use crate::mm::vm::{OutOfAddressSpace, SlotRegion};
 use crate::mm::{paging, tlb};
 use crate::sched::g::G;
 use crate::sched::stackguard::{STACK_GUARD, is_poison};
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Default reservation of a thread stack.
 pub const DEFAULT_RESERVE: usize = 256 * 1024;
@@ -116,12 +116,12 @@ struct ThreadStackConfig {
 }
 
 static THREAD_CONFIG: SpinLock<ThreadStackConfig> =
-    SpinLock::new(ThreadStackConfig { reserve: DEFAULT_RESERVE, initial: DEFAULT_INITIAL });
+    SpinLock::new(Rank::Stacks, ThreadStackConfig { reserve: DEFAULT_RESERVE, initial: DEFAULT_INITIAL });
 
 static THREAD_REGION: SlotRegion = SlotRegion::new(THREAD_STACKS_START, THREAD_STACKS_SIZE);
 static SYSTEM_REGION: SlotRegion = SlotRegion::new(SYSTEM_STACKS_START, SYSTEM_STACKS_SIZE);
 
-static POOL: SpinLock<Pool> = SpinLock::new(Pool { stacks: Vec::new(), grown_pages: 0 });
+static POOL: SpinLock<Pool> = SpinLock::new(Rank::Stacks, Pool { stacks: Vec::new(), grown_pages: 0 });
 
 /// Freed stacks kept for reuse.
 struct Pool {
@@ -330,8 +330,9 @@ pub fn release_cached() {
     }
     // Unhook the tables of idle chunks while no slot of them can be handed out; flush every
     // CPU's TLB (holding no lock: see mm::tlb); only then reuse the tables' frames.
-    let tables: Vec<PhysFrame> = THREAD_REGION
-        .with_idle_chunks(|chunks| chunks.iter().flat_map(|&(lo, hi)| paging::detach_empty_tables(lo, hi)).collect());
+    let tables: Vec<PhysFrame> = THREAD_REGION.with_idle_chunks(|chunks| {
+        chunks.iter().flat_map(|&(lo, _)| paging::detach_empty_tables(lo)).flatten().collect()
+    });
     if !tables.is_empty() {
         tlb::flush_all_everywhere();
         for f in tables {

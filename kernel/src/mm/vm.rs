@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::mm::layout::PAGE_SIZE;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Address space covered by one leaf page table.
 pub const CHUNK_SIZE: usize = 512 * PAGE_SIZE;
@@ -42,7 +42,10 @@ impl SlotRegion {
         SlotRegion {
             start,
             size,
-            state: SpinLock::new(SlotState { slot_size: 0, next: 0, free: Vec::new(), live_per_chunk: Vec::new() }),
+            state: SpinLock::new(
+                Rank::SlotRegion,
+                SlotState { slot_size: 0, next: 0, free: Vec::new(), live_per_chunk: Vec::new() },
+            ),
         }
     }
 

@@ -165,6 +165,8 @@ pub struct G {
     pub wait_reason: Cell<WaitReason>,
     /// Spin locks held (Go's `m.locks`). Written only by the context itself.
     pub locks: AtomicU32,
+    /// The ranks of those locks, for the lock-order check (`sync::lockrank`).
+    pub held_ranks: crate::sync::lockrank::HeldRanks,
     /// A preemption was requested and not yet honoured.
     pub preempt: AtomicBool,
     /// When (timer tick) the pending preemption was requested.
@@ -242,6 +244,7 @@ impl G {
             state: AtomicU8::new(GState::Running as u8),
             wait_reason: Cell::new(WaitReason::None),
             locks: AtomicU32::new(0),
+            held_ranks: crate::sync::lockrank::HeldRanks::new(),
             preempt: AtomicBool::new(false),
             preempt_tick: AtomicU64::new(0),
             sched_link: Cell::new(core::ptr::null_mut()),

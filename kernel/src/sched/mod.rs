@@ -126,7 +126,7 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     g.locks.store(0, Ordering::Relaxed);
     g.transition(GState::Running, GState::Waiting);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
-    unsafe { lock.unlock_parked() };
+    unsafe { lock.unlock_parked(g) };
     schedule()
 }
 

@@ -25,7 +25,7 @@ use crate::sched::counters::CpuCounters;
 use crate::sched::g::{G, GKind};
 use crate::sched::runq::{LocalRunQueue, SharedThreadList};
 use crate::sched::timer::TimerHeap;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// The most CPUs Prologue can run on.
 pub const MAX_CPUS: usize = 16;
@@ -124,7 +124,7 @@ impl PerCpu {
             arch: ArchCpu::new(),
             runq: LocalRunQueue::new(),
             inbox: SharedThreadList::new(),
-            timers: SpinLock::new(TimerHeap::new()),
+            timers: SpinLock::new(Rank::Timers, TimerHeap::new()),
             counters: CpuCounters::new(),
             rand: core::cell::Cell::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
         }

@@ -21,7 +21,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::sched::g::G;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// Capacity of a local ring (a power of two).
 pub const LOCAL_CAPACITY: usize = 256;
@@ -261,7 +261,7 @@ pub struct SharedThreadList {
 
 impl SharedThreadList {
     pub const fn new() -> SharedThreadList {
-        SharedThreadList { list: SpinLock::new(ThreadList::new()), len: AtomicU32::new(0) }
+        SharedThreadList { list: SpinLock::new(Rank::RunQueue, ThreadList::new()), len: AtomicU32::new(0) }
     }
 
     /// Threads queued (a hint: it may change at once). Sequentially consistent, for the idle

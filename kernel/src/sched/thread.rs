@@ -34,7 +34,7 @@ use crate::arch::trap::TrapFrame;
 use crate::mm::stack::{self, StackError};
 use crate::sched::g::{G, GKind, GState, Name, WaitReason};
 use crate::sched::percpu::{current, this_cpu};
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// How a thread died (the `Err` of `JoinHandle::join`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub struct ExitState {
 impl ExitState {
     pub const fn new() -> ExitState {
         ExitState {
-            inner: SpinLock::new(ExitInner { done: false, joiner: core::ptr::null(), death: None }),
+            inner: SpinLock::new(Rank::Object, ExitInner { done: false, joiner: core::ptr::null(), death: None }),
             refs: AtomicU32::new(0),
             result: UnsafeCell::new(MaybeUninit::uninit()),
             drop_result: Cell::new(None),
@@ -164,9 +164,9 @@ unsafe fn take_result<T>(g: &G) -> T {
 
 /// Every thread record ever allocated (Go's `allgs`): records are recycled, never freed, so
 /// listing threads needs no lock on the hot paths.
-static ALL: SpinLock<Vec<&'static G>> = SpinLock::new(Vec::new());
+static ALL: SpinLock<Vec<&'static G>> = SpinLock::new(Rank::Threads, Vec::new());
 /// Records of exited threads, ready for reuse, linked through `sched_link`.
-static FREE: SpinLock<FreeList> = SpinLock::new(FreeList { head: core::ptr::null_mut() });
+static FREE: SpinLock<FreeList> = SpinLock::new(Rank::Threads, FreeList { head: core::ptr::null_mut() });
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct FreeList {

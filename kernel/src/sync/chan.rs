@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sched::g::{G, WaitReason};
 use crate::sched::percpu::current;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 
 /// How a parked channel operation ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -271,13 +271,16 @@ impl<T> Clone for Chan<T> {
 pub fn chan<T>(cap: usize) -> Chan<T> {
     Chan {
         inner: Arc::new(ChanInner {
-            state: SpinLock::new(ChanState {
-                buf: VecDeque::with_capacity(cap),
-                cap,
-                closed: false,
-                recvq: WaiterQueue::new(),
-                sendq: WaiterQueue::new(),
-            }),
+            state: SpinLock::new(
+                Rank::Object,
+                ChanState {
+                    buf: VecDeque::with_capacity(cap),
+                    cap,
+                    closed: false,
+                    recvq: WaiterQueue::new(),
+                    sendq: WaiterQueue::new(),
+                },
+            ),
         }),
     }
 }

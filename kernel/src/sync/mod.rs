@@ -3,6 +3,7 @@
 //! `sched::park`/`sched::ready`.
 
 pub mod chan;
+pub mod lockrank;
 pub mod mutex;
 pub mod once;
 pub mod select;

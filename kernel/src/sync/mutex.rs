@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sched::g::WaitReason;
 use crate::sched::percpu::current;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 const UNLOCKED: u32 = 0;
@@ -45,7 +45,7 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU32::new(UNLOCKED),
-            waiters: SpinLock::new(WaitQueue::new()),
+            waiters: SpinLock::new(Rank::Object, WaitQueue::new()),
             data: UnsafeCell::new(value),
         }
     }

@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::sched::g::WaitReason;
 use crate::sched::percpu::current;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 const NEW: u8 = 0;
@@ -25,7 +25,7 @@ impl Default for Once {
 
 impl Once {
     pub const fn new() -> Once {
-        Once { state: AtomicU8::new(NEW), waiters: SpinLock::new(WaitQueue::new()) }
+        Once { state: AtomicU8::new(NEW), waiters: SpinLock::new(Rank::Object, WaitQueue::new()) }
     }
 
     /// Runs `f` if no call ran it yet; returns once it has run (here or elsewhere).

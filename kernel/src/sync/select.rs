@@ -50,11 +50,11 @@ pub trait Case {
     /// # Safety
     /// Held through `lock`.
     unsafe fn unlock(&self);
-    /// Releases it on behalf of the parked thread (from g0; `park` fixes the lock count).
+    /// Releases it on behalf of parked thread `owner` (from g0; `park` fixes the lock count).
     ///
     /// # Safety
-    /// Held through `lock` by the thread now parked.
-    unsafe fn release_parked(&self);
+    /// Held through `lock` by `owner`, which is parked now.
+    unsafe fn release_parked(&self, owner: &G);
     /// With the lock held: completes the operation if it can be done now.
     fn try_now(&mut self) -> Poll;
     /// With the lock held: parks a waiter for this case (it must not move until dequeued).
@@ -81,9 +81,9 @@ macro_rules! chan_case_locking {
             unsafe { self.chan.raw().state.unlock_raw() }
         }
 
-        unsafe fn release_parked(&self) {
+        unsafe fn release_parked(&self, owner: &G) {
             // SAFETY: forwarded contract.
-            unsafe { self.chan.raw().state.unlock_parked() }
+            unsafe { self.chan.raw().state.unlock_parked(owner) }
         }
     };
 }
@@ -245,10 +245,10 @@ impl ParkUnlock for LockSet<'_, '_> {
         self.len as u32
     }
 
-    unsafe fn unlock_parked(&self) {
+    unsafe fn unlock_parked(&self, owner: &G) {
         for &i in self.order[..self.len].iter().rev() {
             // SAFETY: the parked thread locked these with `lock`.
-            unsafe { self.cases[i].release_parked() };
+            unsafe { self.cases[i].release_parked(owner) };
         }
     }
 }

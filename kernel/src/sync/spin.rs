@@ -14,32 +14,36 @@
 //! - `IrqSpinLock<T>`: also disables interrupts while held, so handlers may take it too. Rule
 //!   (checked by review): any lock a handler takes is an `IrqSpinLock` everywhere.
 //!
-//! Lock order (outer first): run-queue and timer locks, then channel/mutex wait-queue locks,
-//! then the heap, then frames, then the console. A lock is never held across `park`, except
-//! the one `park` itself releases on g0.
+//! Every lock has a place in the lock order (`sync::lockrank::Rank`), checked in debug builds.
+//! A lock is never held across `park`, except the one `park` itself releases on g0.
 
-use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
 
 use crate::arch::cpu::IrqGuard;
+use crate::sched::g::G;
+use crate::sched::percpu::current;
 use crate::sched::preempt;
+pub use crate::sync::lockrank::Rank;
+use crate::sync::lockrank::{rank_acquire, rank_release};
 
 /// A spin lock that raises the holder's non-preemptible depth.
 pub struct SpinLock<T> {
     inner: spin::mutex::SpinMutex<T>,
+    rank: Rank,
 }
 
-/// Proof that a `SpinLock` is held. Not `Send`: it must be released on the CPU that took it.
+/// Proof that a `SpinLock` is held; releases it when dropped. Not `Send`: it must be released
+/// on the CPU that took it.
 #[must_use]
 pub struct SpinGuard<'a, T> {
-    guard: ManuallyDrop<spin::mutex::SpinMutexGuard<'a, T>>,
     lock: &'a SpinLock<T>,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 impl<T> SpinLock<T> {
-    pub const fn new(value: T) -> SpinLock<T> {
-        SpinLock { inner: spin::mutex::SpinMutex::new(value) }
+    /// A lock of `rank` in the lock order, around `value`.
+    pub const fn new(rank: Rank, value: T) -> SpinLock<T> {
+        SpinLock { inner: spin::mutex::SpinMutex::new(value), rank }
     }
 
     /// Takes the lock, spinning until it is free.
@@ -49,14 +53,16 @@ impl<T> SpinLock<T> {
             !crate::sched::percpu::this_cpu_unchecked().in_irq.load(core::sync::atomic::Ordering::Relaxed),
             "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
         );
-        preempt::disable();
-        SpinGuard { guard: ManuallyDrop::new(self.inner.lock()), lock: self, _not_send: core::marker::PhantomData }
+        self.lock_raw();
+        SpinGuard { lock: self, _not_send: core::marker::PhantomData }
     }
 
     /// Takes the lock without a guard (for `select!`, which holds several locks at once and
     /// releases them with `unlock_raw` or through `park`).
+    #[inline]
     pub fn lock_raw(&self) {
         preempt::disable();
+        rank_acquire(current(), self.rank, self as *const Self as usize);
         core::mem::forget(self.inner.lock());
     }
 
@@ -64,9 +70,12 @@ impl<T> SpinLock<T> {
     ///
     /// # Safety
     /// The caller took it with `lock_raw` and has not released it.
+    #[inline]
     pub unsafe fn unlock_raw(&self) {
+        // Unlock first, then allow preemption: never be preempted while still holding it.
         // SAFETY: by the contract the caller holds the lock without a guard.
         unsafe { self.inner.force_unlock() };
+        rank_release(current(), self.rank);
         preempt::enable();
     }
 
@@ -106,12 +115,12 @@ pub trait ParkUnlock {
     /// this much -- before the release, since the thread may run again right after it).
     fn lock_count(&self) -> u32;
 
-    /// Releases the lock(s) the parked thread held (their guards given up with `into_parked`
-    /// or `lock_raw`).
+    /// Releases the lock(s) that parked thread `owner` held (their guards given up with
+    /// `into_parked` or `lock_raw`), and `owner`'s count of them.
     ///
     /// # Safety
-    /// The locks must be held by the parked thread without live guards.
-    unsafe fn unlock_parked(&self);
+    /// The locks must be held by `owner` without live guards, and `owner` must be parked.
+    unsafe fn unlock_parked(&self, owner: &G);
 }
 
 impl<T> ParkUnlock for SpinLock<T> {
@@ -121,32 +130,33 @@ impl<T> ParkUnlock for SpinLock<T> {
     }
 
     #[inline]
-    unsafe fn unlock_parked(&self) {
+    unsafe fn unlock_parked(&self, owner: &G) {
         // SAFETY: by the contract the lock is held and its guard is gone.
         unsafe { self.inner.force_unlock() };
+        rank_release(owner, self.rank);
     }
 }
 
 impl<T> Deref for SpinGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.guard
+        // SAFETY: the guard proves the lock is held, so nobody else touches the data.
+        unsafe { &*self.lock.inner.as_mut_ptr() }
     }
 }
 
 impl<T> DerefMut for SpinGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
+        // SAFETY: as above, and the guard is borrowed mutably.
+        unsafe { &mut *self.lock.inner.as_mut_ptr() }
     }
 }
 
 impl<T> Drop for SpinGuard<'_, T> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        // Unlock first, then allow preemption: never be preempted while still holding it.
-        // SAFETY: the guard is dropped exactly once, here.
-        unsafe { ManuallyDrop::drop(&mut self.guard) };
-        preempt::enable();
+        // SAFETY: the guard is dropped exactly once, here, and held the lock.
+        unsafe { self.lock.unlock_raw() };
     }
 }
 
@@ -158,25 +168,20 @@ pub struct IrqSpinLock<T> {
 #[must_use]
 pub struct IrqSpinGuard<'a, T> {
     // Field order matters: the lock is released before interrupts are re-enabled.
-    guard: ManuallyDrop<SpinGuard<'a, T>>,
-    irq: ManuallyDrop<IrqGuard>,
+    guard: SpinGuard<'a, T>,
+    _irq: IrqGuard,
 }
 
 impl<T> IrqSpinLock<T> {
-    pub const fn new(value: T) -> IrqSpinLock<T> {
-        IrqSpinLock { lock: SpinLock::new(value) }
+    pub const fn new(rank: Rank, value: T) -> IrqSpinLock<T> {
+        IrqSpinLock { lock: SpinLock::new(rank, value) }
     }
 
     #[inline]
     pub fn lock(&self) -> IrqSpinGuard<'_, T> {
         let irq = IrqGuard::new();
-        preempt::disable();
-        let guard = SpinGuard {
-            guard: ManuallyDrop::new(self.lock.inner.lock()),
-            lock: &self.lock,
-            _not_send: core::marker::PhantomData,
-        };
-        IrqSpinGuard { guard: ManuallyDrop::new(guard), irq: ManuallyDrop::new(irq) }
+        self.lock.lock_raw();
+        IrqSpinGuard { guard: SpinGuard { lock: &self.lock, _not_send: core::marker::PhantomData }, _irq: irq }
     }
 
     /// # Safety
@@ -197,16 +202,5 @@ impl<T> Deref for IrqSpinGuard<'_, T> {
 impl<T> DerefMut for IrqSpinGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.guard
-    }
-}
-
-impl<T> Drop for IrqSpinGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: each field is dropped exactly once, lock before interrupts.
-        unsafe {
-            ManuallyDrop::drop(&mut self.guard);
-            ManuallyDrop::drop(&mut self.irq);
-        }
     }
 }

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicI64, Ordering};
 
 use crate::sched::g::WaitReason;
 use crate::sched::percpu::current;
-use crate::sync::spin::SpinLock;
+use crate::sync::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 pub struct WaitGroup {
@@ -24,7 +24,7 @@ impl Default for WaitGroup {
 
 impl WaitGroup {
     pub const fn new() -> WaitGroup {
-        WaitGroup { count: AtomicI64::new(0), waiters: SpinLock::new(WaitQueue::new()) }
+        WaitGroup { count: AtomicI64::new(0), waiters: SpinLock::new(Rank::Object, WaitQueue::new()) }
     }
 
     /// Adds `n` outstanding tasks (may be negative). Panics if the count goes below zero.

@@ -1,0 +1,133 @@
+//! Deliberate failures (`crash=NAME`), so that the runner's handling of each way a run can end,
+//! and the kernel's rules for what must be fatal, can be tested from the host.
+//!
+//! Two kinds: failures at boot, on CPU 0's scheduler context before any thread exists (a panic on
+//! g0, a triple fault, a hang, the overflow of g0's or the interrupt stack, a thread switch asked
+//! for on g0, a fatal error while a CPU is stuck half-way through its start-up), and failures
+//! inside a thread, where the rule "this thread cannot die alone" must turn a thread's mistake into
+//! a fatal report (an overflow with interrupts disabled, a yield with a spin lock held, two spin
+//! locks taken against the lock order). A thread-mode crash that nothing catches prints
+//! `crash: NAME was not caught` and fails the run, so a missing check is never a pass.
+
+use core::hint::black_box;
+
+use crate::arch::qemu::{ExitCode, exit};
+
+/// A deliberate failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    Panic,
+    TripleFault,
+    Hang,
+    G0Overflow,
+    InterruptStackOverflow,
+    SwitchOnG0,
+    StuckCpu,
+    OverflowIrqsOff,
+    YieldHoldingLock,
+    LockOrder,
+}
+
+/// Every crash: its `crash=` name and what it does.
+pub const CRASHES: [(Crash, &str, &str); 10] = [
+    (Crash::Panic, "panic", "a panic on g0 at boot"),
+    (Crash::TripleFault, "triple-fault", "an empty IDT and a breakpoint: the CPU resets"),
+    (Crash::Hang, "hang", "halts with interrupts disabled"),
+    (Crash::G0Overflow, "g0-overflow", "recursion on the scheduler stack"),
+    (Crash::InterruptStackOverflow, "irq-overflow", "recursion in an interrupt handler"),
+    (Crash::SwitchOnG0, "switch-on-g0", "yield_now called on the scheduler stack"),
+    (Crash::StuckCpu, "stuck-cpu", "the last CPU never finishes its start-up; then a panic"),
+    (Crash::OverflowIrqsOff, "overflow-irqs-off", "a thread overflows its stack with interrupts disabled"),
+    (Crash::YieldHoldingLock, "yield-holding-lock", "a thread yields while holding a spin lock"),
+    (Crash::LockOrder, "lock-order", "a thread takes two spin locks against the lock order"),
+];
+
+impl Crash {
+    pub fn from_name(name: &str) -> Option<Crash> {
+        CRASHES.iter().find(|(_, n, _)| *n == name).map(|(c, _, _)| *c)
+    }
+
+    pub fn name(self) -> &'static str {
+        CRASHES.iter().find(|(c, _, _)| *c == self).map_or("?", |(_, n, _)| n)
+    }
+
+    /// Does this crash happen inside a thread (the scheduler runs), rather than at boot?
+    pub fn in_thread(self) -> bool {
+        matches!(self, Crash::OverflowIrqsOff | Crash::YieldHoldingLock | Crash::LockOrder)
+    }
+}
+
+/// Fails at boot, on CPU 0's g0 with interrupts disabled, in the way `crash` names. For
+/// `StuckCpu`, the CPU was already left stuck by `arch::ap::start_all`.
+pub fn at_boot(crash: Crash) -> ! {
+    crate::println!("crash: {} requested on the command line", crash.name());
+    match crash {
+        Crash::Panic | Crash::StuckCpu => panic!("crash={} requested", crash.name()),
+        Crash::TripleFault => {
+            // An empty IDT: the breakpoint cannot be delivered, nor the double fault, so the
+            // CPU resets.
+            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
+            // SAFETY: deliberately breaks interrupt handling to cause a triple fault.
+            unsafe {
+                x86_64::instructions::tables::lidt(&empty);
+                core::arch::asm!("int3");
+            }
+        }
+        Crash::Hang => {
+            crate::println!("crash: hanging with interrupts disabled");
+            crate::arch::cpu::halt_forever()
+        }
+        Crash::G0Overflow => {
+            let _ = black_box(recurse(0));
+        }
+        Crash::InterruptStackOverflow => {
+            // SAFETY: the test vector's handler recurses; the overflow is fatal by design.
+            unsafe { core::arch::asm!("int {v}", v = const crate::arch::interrupts::TEST_RECURSE) };
+        }
+        Crash::SwitchOnG0 => crate::sched::yield_now(),
+        Crash::OverflowIrqsOff | Crash::YieldHoldingLock | Crash::LockOrder => in_thread(crash),
+    }
+    not_caught(crash)
+}
+
+/// Fails inside the thread that runs it, in the way `crash` names; runs as the first thread.
+pub fn in_thread(crash: Crash) -> ! {
+    crate::println!("crash: {} requested on the command line", crash.name());
+    match crash {
+        Crash::OverflowIrqsOff => {
+            let _irq = crate::arch::cpu::IrqGuard::new();
+            let _ = black_box(recurse(0));
+        }
+        Crash::YieldHoldingLock => {
+            static LOCK: crate::sync::spin::SpinLock<u64> =
+                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Object, 0);
+            let held = LOCK.lock();
+            crate::sched::yield_now();
+            drop(held);
+        }
+        Crash::LockOrder => {
+            // Frames are the innermost memory lock; the heap comes before them.
+            static INNER: crate::sync::spin::SpinLock<()> =
+                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Frames, ());
+            static OUTER: crate::sync::spin::SpinLock<()> =
+                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Heap, ());
+            let inner = INNER.lock();
+            let outer = OUTER.lock();
+            drop((outer, inner));
+        }
+        other => at_boot(other),
+    }
+    not_caught(crash)
+}
+
+fn not_caught(crash: Crash) -> ! {
+    crate::println!("crash: {} was not caught", crash.name());
+    exit(ExitCode::Failure)
+}
+
+/// Recurses without end (a frame of 256 bytes each), until the prologue check stops it.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let pad = black_box([depth; 32]);
+    if depth == u64::MAX { 0 } else { recurse(depth + 1) + pad[3] }
+}
