@@ -48,7 +48,7 @@ struct Opts {
     /// Stop QEMU after this many seconds (a hang is then reported).
     #[arg(long, global = true)]
     timeout: Option<u64>,
-    /// Deterministic time: the guest clock counts executed instructions (-icount shift=0).
+    /// Deterministic time: the guest clock counts executed instructions (-icount shift=0,sleep=off).
     #[arg(long, global = true)]
     icount: bool,
     /// Let QEMU wait for gdb on localhost:1234 (the command to attach is printed).

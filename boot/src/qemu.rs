@@ -33,7 +33,8 @@ pub struct RunConfig {
     pub cmdline: String,
     /// Kill QEMU after this long (`None`: never).
     pub timeout: Option<Duration>,
-    /// Deterministic, instruction-counted time (`-icount shift=0`).
+    /// Deterministic, instruction-counted time (`-icount shift=0,sleep=off`; the kernel is also
+    /// told `vcpu_share=on`, see `kernel::sched::vcpu_share`).
     pub icount: bool,
     /// Wait for a debugger on port 1234.
     pub gdb: bool,
@@ -123,7 +124,10 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
         .arg("-fw_cfg")
         .arg(format!("name=opt/prologue/cmdline,file={}", cmdline_file.display()));
     if cfg.icount {
-        cmd.args(["-icount", "shift=0"]);
+        // One instruction per nanosecond of virtual time; and while every CPU sleeps, virtual time
+        // jumps to the next timer instead of following the host's clock (`sleep=off`), so that a
+        // run does not depend on how fast the host is.
+        cmd.args(["-icount", "shift=0,sleep=off"]);
     }
     if cfg.gdb {
         cmd.args(["-s", "-S"]);
@@ -135,7 +139,7 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
 /// Runs `image` (built from `elf`, used for symbolization and `--gdb`) and judges the outcome.
 pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let qemu = crate::host::qemu()?;
-    let cmdline_file = temp_file("cmdline", cfg.cmdline.as_bytes())?;
+    let cmdline_file = temp_file("cmdline", kernel_cmdline(cfg).as_bytes())?;
     let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file)?;
     if cfg.gdb {
         eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
@@ -242,6 +246,12 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     Ok(RunResult { outcome: judge(code, timeout_secs, &transcript, &qemu_stderr), transcript })
 }
 
+/// The command line the kernel gets: under icount, `vcpu_share=on` first (so that the caller's
+/// own word, later on the line, wins).
+fn kernel_cmdline(cfg: &RunConfig) -> String {
+    if cfg.icount { format!("vcpu_share=on {}", cfg.cmdline) } else { cfg.cmdline.clone() }
+}
+
 /// Writes `contents` to a fresh temporary file.
 fn temp_file(what: &str, contents: &[u8]) -> Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -255,6 +265,14 @@ fn temp_file(what: &str, contents: &[u8]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::clean_line;
+
+    #[test]
+    fn icount_runs_share_the_host_thread() {
+        let cfg = super::RunConfig { icount: true, cmdline: "test=all vcpu_share=off".into(), ..Default::default() };
+        assert_eq!(super::kernel_cmdline(&cfg), "vcpu_share=on test=all vcpu_share=off");
+        let cfg = super::RunConfig { cmdline: "test=all".into(), ..Default::default() };
+        assert_eq!(super::kernel_cmdline(&cfg), "test=all");
+    }
 
     #[test]
     fn strips_escape_codes() {

@@ -44,6 +44,9 @@ pub struct Cmdline<'a> {
     pub preempt: Mode,
     /// `shell=1`: after the demo, read commands from the serial line.
     pub shell: bool,
+    /// `vcpu_share=on`: share QEMU's single icount host thread fairly between the virtual CPUs
+    /// (`sched::vcpu_share`; the runner sets it with `--icount`).
+    pub vcpu_share: bool,
     pub crash: Option<Crash>,
 }
 
@@ -63,6 +66,7 @@ impl Default for Cmdline<'_> {
             quantum_ms: 10,
             preempt: Mode::Async,
             shell: false,
+            vcpu_share: false,
             crash: None,
         }
     }
@@ -83,12 +87,20 @@ impl fmt::Display for CmdlineError<'_> {
 
 /// Keys the kernel knows, for error messages.
 pub const KEYS: &str = "test, stress, bench, inject, seed, log, heap_max_mib, stack_max_kib, \
-                        stack_init_kib, quantum_ms, preempt, shell, crash";
+                        stack_init_kib, quantum_ms, preempt, shell, vcpu_share, crash";
 
 fn number<'a>(word: &'a str, value: &str, min: u64, max: u64, reason: &'static str) -> Result<u64, CmdlineError<'a>> {
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(CmdlineError { word, reason }),
+    }
+}
+
+fn on_off<'a>(word: &'a str, value: &str) -> Result<bool, CmdlineError<'a>> {
+    match value {
+        "1" | "on" => Ok(true),
+        "0" | "off" => Ok(false),
+        _ => Err(CmdlineError { word, reason: "expected on or off" }),
     }
 }
 
@@ -146,13 +158,8 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(CmdlineError { word, reason: "expected coop, async or off" }),
                 }
             }
-            "shell" => {
-                c.shell = match value {
-                    "1" | "on" => true,
-                    "0" | "off" => false,
-                    _ => return Err(CmdlineError { word, reason: "expected on or off" }),
-                }
-            }
+            "shell" => c.shell = on_off(word, value)?,
+            "vcpu_share" => c.vcpu_share = on_off(word, value)?,
             "crash" => {
                 c.crash = Some(Crash::from_name(value).ok_or(CmdlineError {
                     word,

@@ -83,12 +83,24 @@ fn report_and_exit(report: &mut dyn FnMut()) -> ! {
         crate::console::emergency_write("\nFATAL: fault while printing a fatal report\n");
         crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
     }
-    crate::arch::apic::stop_other_cpus();
+    stop_other_cpus(me);
     let mut report = report;
     // SAFETY: the fatal stack is used by this CPU only (we won the claim above), and
     // `run_report` never returns.
     unsafe {
         call_on_fatal_stack(&mut report as *mut &mut dyn FnMut() as *mut u8, run_report);
+    }
+}
+
+/// Stops every other online CPU with an NMI (their handler halts them). Only CPUs that run the
+/// kernel: a CPU that never finished its start-up has no interrupt table, and an NMI there would
+/// reset the machine in the middle of the report.
+fn stop_other_cpus(me: u32) {
+    if !crate::arch::apic::ready() {
+        return;
+    }
+    for cpu in crate::sched::percpu::online_cpus().filter(|c| c.id != me) {
+        crate::arch::apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed));
     }
 }
 

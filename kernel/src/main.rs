@@ -10,6 +10,9 @@
 
 #![no_std]
 #![no_main]
+// `#[instrument_fn = "off"]`: the few functions that must run without the prologue check (see
+// `sched::preempt::async_preempted`).
+#![feature(instrument_fn)]
 
 extern crate alloc;
 
@@ -112,19 +115,21 @@ extern "C" fn kernel_main(_: usize) -> ! {
 
     arch::apic::init_base();
     arch::apic::enable_this_cpu();
-    // SAFETY: `bsp` is CPU 0's block and we run on CPU 0 (the APIC id is only read here).
-    unsafe { (*(bsp as *const percpu::PerCpu as *mut percpu::PerCpu)).apic_id = arch::apic::id() };
+    bsp.apic_id.store(arch::apic::id(), Ordering::Relaxed);
     let tsc_hz = arch::apic::calibrate();
     time::init(tsc_hz);
     sched::preempt::configure(cmdline.preempt, cmdline.quantum_ms);
+    sched::vcpu_share::configure(cmdline.vcpu_share, tsc_hz);
 
     let usable: u64 =
         boot_info.memory_regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable).map(|r| r.end - r.start).sum();
-    let cpus = boot_info.rsdp_addr.into_option().and_then(|rsdp| match arch::acpi::cpus(rsdp, bsp.apic_id) {
-        Ok(list) => Some(list),
-        Err(e) => {
-            log::error!("acpi: cannot read the MADT ({e:?}); running on CPU 0 only");
-            None
+    let cpus = boot_info.rsdp_addr.into_option().and_then(|rsdp| {
+        match arch::acpi::cpus(rsdp, bsp.apic_id.load(Ordering::Relaxed)) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                log::error!("acpi: cannot read the MADT ({e:?}); running on CPU 0 only");
+                None
+            }
         }
     });
     let cpus_found = cpus.as_ref().map_or(1, |list| list.count);

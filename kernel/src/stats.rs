@@ -24,12 +24,22 @@ pub fn print() {
     crate::println!("  cooperative / async    {} / {}", t.preempt_coop, t.preempt_async);
     crate::println!("  deferred (locks held)  {}", t.preempt_deferred);
     crate::println!("  stack growths          {}", t.stack_growths);
-    crate::println!("  stack overflows        {}", t.overflows);
+    crate::println!(
+        "  stack overflows        {} ({} deferred until the thread could die alone)",
+        t.overflows,
+        t.overflows_deferred
+    );
+    crate::println!("  NMIs / unclaimed IRQs  {} / {}", t.nmis, t.unclaimed_irqs);
     let frames = crate::mm::frame::stats();
     let heap = crate::mm::heap::stats();
     crate::println!("memory:");
     crate::println!("  frames used / total    {} / {}", frames.used(), frames.total);
     crate::println!("  heap used / mapped     {} / {} bytes (peak {})", heap.used, heap.mapped, heap.peak);
+    crate::println!(
+        "  page tables            {} frames ({} of them map the heap)",
+        crate::mm::paging::table_frames(),
+        crate::mm::paging::heap_table_frames()
+    );
     crate::println!(
         "  thread stacks          {} live, {} pooled, {} pages mapped",
         crate::mm::stack::COUNTERS.live.load(Ordering::Relaxed),

@@ -74,9 +74,10 @@ use crate::ktest::baseline::Baseline;
 use crate::sched::counters::{Totals, totals};
 use crate::sched::thread::live_threads;
 use crate::sched::{JoinHandle, sleep, try_spawn, yield_now};
+use crate::sync::after;
 use crate::sync::mutex::MutexGuard;
 use crate::sync::{Chan, Mutex, chan};
-use crate::time::{after, now};
+use crate::time::now;
 
 /// Workers per online CPU.
 const WORKERS_PER_CPU: usize = 3;

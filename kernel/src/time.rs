@@ -39,10 +39,3 @@ pub fn now() -> Duration {
     let nanos = (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64;
     Duration::from_nanos(nanos)
 }
-
-/// A channel that receives the time once, `delay` from now (Go's `time.After`).
-pub fn after(delay: Duration) -> crate::sync::Chan<Duration> {
-    let ch = crate::sync::chan(1);
-    crate::sched::timer::send_at(now().saturating_add(delay), ch.clone());
-    ch
-}

@@ -24,7 +24,7 @@ type Check = fn() -> Result<()>;
 
 fn main() {
     let args = Arguments::from_args();
-    let checks: [(&str, Check); 12] = [
+    let checks: [(&str, Check); 18] = [
         ("kernel_panic_is_a_fatal_failure", kernel_panic_is_a_fatal_failure),
         ("triple_fault_is_reported_as_such", triple_fault_is_reported_as_such),
         ("hang_is_stopped_by_the_watchdog", hang_is_stopped_by_the_watchdog),
@@ -37,6 +37,12 @@ fn main() {
         ("uefi_output_is_free_of_escape_codes", uefi_output_is_free_of_escape_codes),
         ("typed_input_reaches_the_shell", typed_input_reaches_the_shell),
         ("overflow_report_is_symbolized", overflow_report_is_symbolized),
+        ("overflow_with_interrupts_off_is_fatal", overflow_with_interrupts_off_is_fatal),
+        ("a_switch_on_g0_is_refused", a_switch_on_g0_is_refused),
+        ("yield_holding_a_spin_lock_is_fatal", yield_holding_a_spin_lock_is_fatal),
+        ("a_lock_order_violation_is_fatal", a_lock_order_violation_is_fatal),
+        ("a_stuck_cpu_does_not_spoil_a_fatal_report", a_stuck_cpu_does_not_spoil_a_fatal_report),
+        ("a_small_guest_skips_what_it_cannot_run", a_small_guest_skips_what_it_cannot_run),
     ];
     let trials = checks
         .into_iter()
@@ -83,15 +89,15 @@ fn expect_failure_starting(run: &RunResult, start: &str) -> Result<()> {
 
 fn kernel_panic_is_a_fatal_failure() -> Result<()> {
     let run = boot_with("crash=panic")?;
-    expect_failure_starting(&run, "FATAL: panic at kernel/src/main.rs")?;
+    expect_failure_starting(&run, "FATAL: panic at kernel/src/crash.rs")?;
     let reason = failure_reason(&run)?;
     ensure!(reason.contains("crash=panic requested"), "the panic message is missing from {reason:?}");
     // The backtrace was symbolized on the host: the frame that panicked is named.
     ensure!(
         run.transcript
             .lines()
-            .any(|l| l.trim_start().starts_with('#') && l.contains("crash_on_purpose at kernel/src/")),
-        "no symbolized backtrace frame names crash_on_purpose:\n{}",
+            .any(|l| l.trim_start().starts_with('#') && l.contains("kernel::crash::at_boot at kernel/src/crash.rs")),
+        "no symbolized backtrace frame names kernel::crash::at_boot:\n{}",
         tail(&run.transcript)
     );
     Ok(())
@@ -102,7 +108,7 @@ fn triple_fault_is_reported_as_such() -> Result<()> {
     ensure!(run.outcome == Outcome::TripleFault, "expected a triple fault, got: {}", run.outcome);
     // It is the requested one, not a crash during boot.
     ensure!(
-        run.transcript.contains("crash: TripleFault requested on the command line"),
+        run.transcript.contains("crash: triple-fault requested on the command line"),
         "the kernel never reached the requested triple fault:\n{}",
         tail(&run.transcript)
     );
@@ -261,5 +267,82 @@ fn overflow_report_is_symbolized() -> Result<()> {
         "the backtrace does not name the recursing function:\n{}",
         frames.join("\n")
     );
+    Ok(())
+}
+
+/// A thread that overflows its stack with interrupts disabled cannot die alone (it may be in the
+/// middle of queueing threads): the overflow is fatal, and the report names the thread and why.
+fn overflow_with_interrupts_off_is_fatal() -> Result<()> {
+    let run = boot_with("crash=overflow-irqs-off")?;
+    expect_failure_starting(&run, "FATAL: stack overflow in thread")?;
+    let reason = failure_reason(&run)?;
+    ensure!(
+        reason.contains("\"crash\"") && reason.contains("interrupts disabled"),
+        "the report does not say why: {reason:?}"
+    );
+    Ok(())
+}
+
+/// Only a thread can switch: `yield_now` on the scheduler's own stack is refused, fatally, by name.
+fn a_switch_on_g0_is_refused() -> Result<()> {
+    let run = boot_with("crash=switch-on-g0")?;
+    expect_failure_starting(&run, "FATAL: a thread switch was asked for on the scheduler (g0)")
+}
+
+/// A thread that yields with a spin lock held would leave every other thread spinning on it.
+fn yield_holding_a_spin_lock_is_fatal() -> Result<()> {
+    let run = boot_with("crash=yield-holding-lock")?;
+    expect_failure_starting(&run, "FATAL: thread")?;
+    let reason = failure_reason(&run)?;
+    ensure!(reason.contains("switched holding 1 spin lock"), "the report does not say what was wrong: {reason:?}");
+    Ok(())
+}
+
+/// Two spin locks taken against the lock order stop the kernel at the second one, naming both.
+fn a_lock_order_violation_is_fatal() -> Result<()> {
+    let run = boot_with("crash=lock-order")?;
+    let reason = failure_reason(&run)?;
+    ensure!(
+        reason.contains("lock order: taking a Heap lock while holding a Frames lock"),
+        "the report does not name the two locks: {reason:?}"
+    );
+    Ok(())
+}
+
+/// A fatal report stops the other CPUs with an NMI; a CPU that never finished its start-up (it
+/// has no interrupt table) must not get one: it would reset the machine in the middle of the
+/// report (a triple fault).
+fn a_stuck_cpu_does_not_spoil_a_fatal_report() -> Result<()> {
+    let run =
+        boot(RunConfig { smp: 3, cmdline: "crash=stuck-cpu".into(), timeout: Some(TIMEOUT), ..RunConfig::default() })?;
+    ensure!(
+        run.transcript.contains("did not start within"),
+        "the stuck CPU was not reported at boot:\n{}",
+        tail(&run.transcript)
+    );
+    expect_failure_starting(&run, "FATAL: panic at kernel/src/crash.rs")?;
+    ensure!(
+        run.transcript.contains("kernel stopped by a fatal error"),
+        "the report is not complete:\n{}",
+        tail(&run.transcript)
+    );
+    Ok(())
+}
+
+/// In a 128 MiB guest, the test that needs 1 GiB says it is skipped and why; the run succeeds.
+fn a_small_guest_skips_what_it_cannot_run() -> Result<()> {
+    let run = boot(RunConfig {
+        memory_mib: 128,
+        cmdline: "test=sched::tests::hundred_thousand_idle_threads".into(),
+        timeout: Some(TIMEOUT),
+        ..RunConfig::default()
+    })?;
+    ensure!(run.outcome.is_success(), "the run failed: {}\n{}", run.outcome, tail(&run.transcript));
+    ensure!(
+        run.transcript.lines().any(|l| l.starts_with("test sched::tests::hundred_thousand_idle_threads ... skipped: needs a 1 GiB guest")),
+        "the test did not say it was skipped:\n{}",
+        tail(&run.transcript)
+    );
+    ensure!(run.transcript.lines().any(|l| l == "0 passed, 0 failed, 1 skipped"), "no summary counting the skip");
     Ok(())
 }

@@ -28,6 +28,7 @@ fn main() {
         Trial::test("always_preempt_catches_non_atomic_counter", || {
             check(caught("non-atomic-counter", "update(s) lost"))
         }),
+        Trial::test("icount_smp2_makes_progress_and_catches_a_bug", || check(icount_smp2_catches())),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -50,6 +51,28 @@ fn stress(variant: &Variant, smp: u32, inject: &str) -> Result<(Outcome, String)
     let cfg = RunConfig { smp, cmdline, timeout: Some(Duration::from_secs(seconds * 6 + 120)), ..RunConfig::default() };
     let run = kernels::boot(variant, &cfg)?;
     Ok((run.outcome, run.transcript))
+}
+
+/// Under `--icount` with two CPUs (one host thread runs both, round-robin), the always-preempt
+/// build must still make progress on both CPUs: a 1 s run ends, and catches the planted counter
+/// bug. (It used to run until the watchdog: CPU 1 never got the host thread.)
+fn icount_smp2_catches() -> Result<()> {
+    let cfg = RunConfig {
+        smp: 2,
+        icount: true,
+        cmdline: "stress=1 seed=1 inject=non-atomic-counter".into(),
+        timeout: Some(Duration::from_secs(180)),
+        ..RunConfig::default()
+    };
+    let run = kernels::boot(&always_preempt(), &cfg)?;
+    let line = verdict(&run.transcript);
+    ensure!(
+        line.is_some_and(|l| l.starts_with("stress: FAILURE") && l.contains("update(s) lost")),
+        "the icount run did not catch the planted bug; verdict: {}; outcome: {}",
+        line.unwrap_or("<none>"),
+        run.outcome
+    );
+    Ok(())
 }
 
 fn verdict(transcript: &str) -> Option<&str> {

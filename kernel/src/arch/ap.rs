@@ -202,10 +202,8 @@ fn trampoline_page() -> Option<u64> {
 fn prepare(index: usize, apic_id: u32) -> Result<&'static PerCpu, crate::mm::stack::StackError> {
     let cpu = percpu::cpu(index);
     // SAFETY: the AP is not running yet; CPU 0 is the only one touching its block.
-    unsafe {
-        cpu.bind_records();
-        (*(cpu as *const PerCpu as *mut PerCpu)).apic_id = apic_id;
-    }
+    unsafe { cpu.bind_records() };
+    cpu.apic_id.store(apic_id, Ordering::Relaxed);
     let (interrupt, critical) = crate::arch::alloc_cpu_stacks()?;
     // SAFETY: as above; the stacks are mapped and belong to this CPU for good.
     unsafe { crate::arch::bind_interrupt_stacks(cpu, interrupt, critical) };
@@ -229,8 +227,9 @@ fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
 /// Starts every AP in `cpus` (whose first entry is CPU 0). Returns how many came up.
 ///
 /// With `leave_last_stuck` (the test-only `crash=stuck-cpu`), the last AP is sent a trampoline
-/// that stops in an endless loop as soon as it reaches long mode, before it has an IDT: a CPU
-/// that never finished its start-up, as a real machine may have one.
+/// that stops in an endless loop as soon as it reaches 32-bit protected mode, with the real-mode
+/// interrupt table still in its IDTR: a CPU that never finished its start-up, as a real machine
+/// may have one (an interrupt there reads garbage gates and resets the machine).
 pub fn start_all(cpus: &CpuList, leave_last_stuck: bool) -> usize {
     if cpus.count <= 1 {
         return 0;
@@ -281,10 +280,10 @@ pub fn start_all(cpus: &CpuList, leave_last_stuck: bool) -> usize {
             }
         };
         if leave_last_stuck && index == cpus.count - 1 {
-            // `jmp $` at the first long-mode instruction.
+            // `jmp $` at the first protected-mode instruction.
             // SAFETY: inside the copied trampoline page, which only this AP will run.
             unsafe {
-                window.add(offset(core::ptr::addr_of!(ap_tramp_lm64_label))).cast::<[u8; 2]>().write([0xeb, 0xfe])
+                window.add(offset(core::ptr::addr_of!(ap_tramp_pm32_label))).cast::<[u8; 2]>().write([0xeb, 0xfe])
             };
         }
         patch64(core::ptr::addr_of!(ap_tramp_stack), cpu.g0().stack_bounds().1 as u64);

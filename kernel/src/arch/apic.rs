@@ -49,7 +49,6 @@ const ICR_FIXED: u32 = 0b000 << 8;
 const ICR_NMI: u32 = 0b100 << 8;
 const ICR_INIT: u32 = 0b101 << 8;
 const ICR_STARTUP: u32 = 0b110 << 8;
-const ICR_ALL_EXCLUDING_SELF: u32 = 0b11 << 18;
 /// Divide configuration value for "divide by 16".
 const DIVIDE_BY_16: u32 = 0b0011;
 
@@ -136,22 +135,29 @@ fn send(apic_id: u32, command: u32) {
     write(REG_ICR_LOW, command);
 }
 
+/// Sends interrupt `vector` to the CPU whose local APIC id is `apic_id` (this CPU included).
+pub fn send_ipi(apic_id: u32, vector: u8) {
+    send(apic_id, ICR_FIXED | u32::from(vector));
+}
+
+/// Sends a non-maskable interrupt to the CPU whose local APIC id is `apic_id`.
+pub fn send_nmi(apic_id: u32) {
+    send(apic_id, ICR_NMI | ICR_LEVEL_ASSERT);
+}
+
 /// Wakes CPU `cpu` (index into `PERCPU`) from `hlt`.
 pub fn send_wakeup(cpu: usize) {
-    send(percpu::cpu(cpu).apic_id, ICR_FIXED | u32::from(WAKEUP));
+    send_ipi(percpu::cpu(cpu).apic_id.load(Ordering::Relaxed), WAKEUP);
 }
 
 /// Asks CPU `cpu` to flush its TLB.
 pub fn send_tlb_shootdown(cpu: usize) {
-    send(percpu::cpu(cpu).apic_id, ICR_FIXED | u32::from(TLB_SHOOTDOWN));
+    send_ipi(percpu::cpu(cpu).apic_id.load(Ordering::Relaxed), TLB_SHOOTDOWN);
 }
 
-/// Stops every other CPU with an NMI (for fatal reports). Their NMI handler halts them.
-pub fn stop_other_cpus() {
-    if BASE.load(Ordering::Relaxed) == 0 || percpu::CPUS_ONLINE.load(Ordering::Acquire) <= 1 {
-        return;
-    }
-    send(0, ICR_NMI | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF);
+/// Is the local APIC set up (so that IPIs can be sent)?
+pub fn ready() -> bool {
+    BASE.load(Ordering::Relaxed) != 0
 }
 
 /// Sends the INIT IPI that resets application processor `apic_id`.

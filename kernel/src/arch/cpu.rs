@@ -101,6 +101,13 @@ pub fn relax() {
     core::hint::spin_loop();
 }
 
+/// `pause`: on real hardware a hint that the core is spinning; under QEMU's TCG it also ends this
+/// virtual CPU's turn on the host thread, so the next one runs (see `sched::vcpu_share`).
+#[inline(always)]
+pub fn end_host_turn() {
+    core::hint::spin_loop();
+}
+
 /// Sizes of the stacks every CPU has besides its threads'.
 pub const G0_STACK_SIZE: usize = 64 * 1024;
 pub const INTERRUPT_STACK_SIZE: usize = 32 * 1024;

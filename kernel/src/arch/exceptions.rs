@@ -18,7 +18,6 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::backtrace::Backtrace;
 use crate::arch::trap::{TrapFrame, VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI};
-use crate::sched::g::GKind;
 use crate::sched::percpu::this_cpu;
 use crate::sched::thread::Death;
 
@@ -61,7 +60,9 @@ pub fn handle(frame: &mut TrapFrame) {
             // Another CPU is reporting a fatal error and asked everyone to stop.
             crate::arch::cpu::halt_forever();
         }
-        log::warn!("NMI on CPU {} at {:#x}", cpu.id, frame.rip);
+        // Counted, not printed: the NMI may have interrupted this very CPU inside the console's
+        // lock (which masks interrupts, but not this one). Statistics show the count.
+        cpu.counters.nmis.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let critical = vector == VECTOR_DOUBLE_FAULT || vector == VECTOR_MACHINE_CHECK;
@@ -117,15 +118,11 @@ pub fn report(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
 /// otherwise stop the kernel. `extra` adds a line to the report (e.g. the page-fault address).
 pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
     let g = frame.interrupted();
-    let can_die_alone = g.kind == GKind::Thread
-        && g.locks.load(Ordering::Relaxed) == 0
-        && frame.interrupts_were_enabled()
-        && crate::sched::is_running();
-    if !can_die_alone {
+    if let Err(why) = crate::sched::death::may_die_alone(g, frame.interrupts_were_enabled()) {
         let (mnemonic, name) = name(frame.vector);
         match extra {
-            Some(extra) => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}): {extra}")),
-            None => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic})")),
+            Some(extra) => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}): {extra} ({why})")),
+            None => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}) ({why})")),
         }
     }
     report(frame, extra);

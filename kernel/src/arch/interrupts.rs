@@ -8,6 +8,7 @@
 //! - 0..=31: CPU exceptions (`arch::exceptions`).
 //! - 0x20..=0x2f: the legacy 8259 PIC after remapping; it is fully masked, so only its
 //!   spurious interrupts can arrive, and they are ignored.
+//! - anything else no handler claims: acknowledged (EOI), counted and logged.
 //! - `TIMER`: the local APIC timer (`sched::preempt::timer_tick`).
 //! - `WAKEUP`: an IPI that only wakes a halted CPU (the scheduler looks for work on return).
 //! - `TLB_SHOOTDOWN`: invalidate unmapped pages (`mm::tlb`).
@@ -102,7 +103,16 @@ fn dispatch_interrupt(frame: &mut TrapFrame) {
             crate::arch::apic::end_of_interrupt();
         }
         v if v == u64::from(TEST_RECURSE) => crate::arch::exceptions::test_recurse(0),
-        v if v == u64::from(SPURIOUS) => {}
-        _ => log::warn!("unexpected interrupt vector {vector:#x} at {:#x}", frame.rip),
+        v if v == u64::from(SPURIOUS) => {} // the APIC's spurious vector takes no EOI
+        _ => {
+            // No handler claims it, but the local APIC still has it in service: without the EOI
+            // it would block every interrupt of its priority or lower, the timer's included.
+            crate::arch::apic::end_of_interrupt();
+            crate::sched::percpu::this_cpu()
+                .counters
+                .unclaimed_irqs
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            log::warn!("unclaimed interrupt vector {vector:#x} at {:#x}", frame.rip);
+        }
     }
 }

@@ -16,7 +16,8 @@
 use core::arch::naked_asm;
 
 use crate::sched::g::{
-    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, OFF_CTX, OFF_STACK_HI,
+    CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX, OFF_KIND,
+    OFF_STACK_HI,
 };
 use crate::sched::percpu::{OFF_CURG, OFF_G0};
 
@@ -24,15 +25,19 @@ use crate::sched::percpu::{OFF_CURG, OFF_G0};
 /// g0 and interrupts disabled. `f` never returns; the thread resumes (returning from `mcall`)
 /// when the scheduler `gogo`es to it again.
 ///
-/// Register contract: `rdi` = f. Must be called by a thread (never by g0 or a handler), or
-/// jumped to by `sched::stackguard`'s `morestack` with the hook's return address on the stack.
+/// Register contract: `rdi` = f. Must be called by a thread, or jumped to by
+/// `sched::stackguard`'s `morestack` with the hook's return address on the stack. Called by any
+/// other context (g0, a handler: code that parks, yields or exits where only a thread may), it
+/// refuses: a fatal report naming the context, via `switch_refused(curg, return address)`.
 /// Returns with the callee-saved registers and RFLAGS the thread had; clobbers the rest.
 #[unsafe(naked)]
 pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {
     naked_asm!(
+        "mov rax, gs:[{curg}]",
+        "cmp byte ptr [rax + {kind}], {thread}",
+        "jne 2f",
         "pushfq",
         "cli",
-        "mov rax, gs:[{curg}]",
         "pop qword ptr [rax + {ctx} + {rflags}]",
         "mov [rax + {ctx} + {rsp}], rsp",
         "mov [rax + {ctx} + {rbx}], rbx",
@@ -49,7 +54,16 @@ pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {
         "mov rdi, rax",
         "call rsi",
         "ud2",
+        "2:",
+        "cli",
+        "mov rdi, rax",
+        "mov rsi, [rsp]",
+        "call {refused}",
+        "ud2",
         curg = const OFF_CURG,
+        kind = const OFF_KIND,
+        thread = const GKind::Thread as u8,
+        refused = sym switch_refused,
         g0 = const OFF_G0,
         stack_hi = const OFF_STACK_HI,
         ctx = const OFF_CTX,
@@ -61,6 +75,18 @@ pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {
         r14 = const CTX_R14,
         r15 = const CTX_R15,
         rflags = const CTX_RFLAGS,
+    )
+}
+
+/// `mcall` called by a context that is not a thread: only a thread can park, yield or exit.
+extern "C" fn switch_refused(g: &G, return_address: usize) -> ! {
+    let (lo, hi) = g.stack_bounds();
+    crate::fatal::fatal_with_trace(
+        format_args!(
+            "a thread switch was asked for on {}: only a thread can park, yield or exit",
+            crate::sched::thread::describe(g)
+        ),
+        &crate::arch::backtrace::Backtrace::from_frame(return_address - 1, crate::arch::cpu::read_rbp(), lo, hi),
     )
 }
 

@@ -4,10 +4,10 @@
 //! baseline is taken and checked after releasing them (`release_caches`). A test takes a
 //! `Baseline` before its work and calls `assert_restored` after joining its threads.
 //!
-//! Frames are counted without the heap's own pages (the heap grows but never unmaps; its use is
-//! compared separately, byte for byte), without page tables (those of the heap stay; those of
-//! idle stack chunks are freed by `release_caches`), and without the measuring thread's stack
-//! (which may grow while it measures).
+//! Frames are counted without the heap's own pages and the page tables that map them (the heap
+//! grows but never unmaps; its use is compared separately, byte for byte), and without the
+//! measuring thread's stack (which may grow while it measures). Every other page table is
+//! counted: those of idle stack chunks are freed by `release_caches`, so a page-table leak shows.
 
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::{frame, heap};
@@ -36,7 +36,7 @@ impl Baseline {
         Baseline {
             frames_used: frame::stats().used()
                 - (heap.mapped + own_stack) / PAGE_SIZE
-                - crate::mm::paging::table_frames(),
+                - crate::mm::paging::heap_table_frames(),
             heap_used: heap.used,
         }
     }

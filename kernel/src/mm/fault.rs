@@ -1,9 +1,12 @@
 //! The page-fault handler: stack growth, guard pages, and everything else.
 //!
 //! A page fault in a stack region is one of three things:
-//! - in the running thread's own reservation, below its mapped part: a frame larger than the
-//!   guard zone skipped the prologue check. The stack grows, exactly as the slow path would
-//!   grow it, and the faulting instruction is retried.
+//! - in the running thread's own reservation, below its mapped part, a read or write of a page
+//!   that is not present: a frame larger than the guard zone skipped the prologue check. The
+//!   stack grows, exactly as the slow path would grow it, and the faulting instruction is retried.
+//!   Any other fault there (an instruction fetch from the stack, which is never executable; a
+//!   protection fault on a mapped page) is a bug of the thread, which dies of it: growing would
+//!   change nothing, and retrying would fault again for ever.
 //! - in the running thread's own guard page, or its reservation when growth is impossible: a
 //!   stack overflow, with the same report and outcome as one the prologue check catches.
 //! - in another stack's guard page: a "stack guard page hit" naming that stack.
@@ -16,17 +19,28 @@ use crate::arch::trap::TrapFrame;
 use crate::mm::stack::{self, GrowError, StackArea};
 use crate::sched::thread::Death;
 
+/// Bits of a page fault's error code.
+const PRESENT: u64 = 1 << 0;
+const WRITE: u64 = 1 << 1;
+const FETCH: u64 = 1 << 4;
+
 /// What the error code of a page fault says.
 fn describe_error(code: u64) -> (&'static str, &'static str) {
-    let access = if code & 0x10 != 0 {
+    let access = if code & FETCH != 0 {
         "instruction fetch"
-    } else if code & 0x2 != 0 {
+    } else if code & WRITE != 0 {
         "write"
     } else {
         "read"
     };
-    let cause = if code & 0x1 != 0 { "protection violation" } else { "page not present" };
+    let cause = if code & PRESENT != 0 { "protection violation" } else { "page not present" };
     (access, cause)
+}
+
+/// Can a fault with `code` at `addr` be cured by growing `stack`: a read or write of a page that
+/// is not present, below the mapped part?
+fn growth_cures(code: u64, addr: usize, stack: &stack::Stack) -> bool {
+    code & (PRESENT | FETCH) == 0 && addr < stack.mapped_lo
 }
 
 pub fn page_fault(frame: &mut TrapFrame) {
@@ -36,7 +50,9 @@ pub fn page_fault(frame: &mut TrapFrame) {
     let own_stack = g.stack.get();
 
     match stack::classify(addr) {
-        Some(StackArea::Reservation { slot, .. }) if own_stack.is_some_and(|s| s.slot == slot) => {
+        Some(StackArea::Reservation { slot, .. })
+            if own_stack.is_some_and(|s| s.slot == slot && growth_cures(frame.error_code, addr, &s)) =>
+        {
             let sp = (frame.rsp as usize).min(addr);
             match stack::grow(g, sp) {
                 Ok(()) => {
@@ -67,24 +83,19 @@ pub fn page_fault(frame: &mut TrapFrame) {
 }
 
 /// The thread overflowed its stack (its guard page, or growth failed): the same report and
-/// outcome as the prologue check's.
+/// outcome as the prologue check's. A fault cannot be deferred (the instruction cannot go on),
+/// so a thread that may not die alone stops the kernel.
 fn overflow(frame: &mut TrapFrame, addr: usize, why: &str) {
     let g = frame.interrupted();
-    if !g.is_thread() || g.locks.load(core::sync::atomic::Ordering::Relaxed) > 0 || !frame.interrupts_were_enabled() {
-        fatal_overflow(frame, addr, why);
+    let rsp = frame.rsp as usize;
+    if let Err(must_not) = crate::sched::death::may_die_alone(g, frame.interrupts_were_enabled()) {
+        let line = crate::sched::death::OverflowLine { g, rsp };
+        crate::fatal::fatal_trap(frame, format_args!("{line} at {addr:#x}: {why}; it cannot die alone: {must_not}"));
     }
     let (lo, hi) = g.stack_bounds();
-    crate::sched::percpu::this_cpu().counters.overflows.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    crate::println!(
-        "stack overflow in {}: rsp {:#x}, stack {lo:#x}..{hi:#x} (reserved from {:#x}), guard {:#x}",
-        crate::sched::thread::describe(g),
-        frame.rsp,
-        stack::reserved_lo(g),
-        lo + crate::sched::stackguard::STACK_GUARD
-    );
-    crate::println!("  caught by the page-fault handler at {addr:#x}: {why}");
-    crate::arch::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();
-    crate::sched::thread::kill_from_trap(frame, Death::StackOverflow { rsp: frame.rsp, lo: lo as u64, hi: hi as u64 });
+    let trace = crate::arch::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi);
+    crate::sched::death::report_overflow(g, rsp, format_args!("the page-fault handler at {addr:#x}: {why}"), &trace);
+    crate::sched::thread::kill_from_trap(frame, Death::StackOverflow { rsp: rsp as u64, lo: lo as u64, hi: hi as u64 });
 }
 
 fn fatal_overflow(frame: &TrapFrame, addr: usize, why: &str) -> ! {

@@ -125,6 +125,17 @@ impl KernelHeap {
     }
 }
 
+/// Sets the most the heap may map (never below what it maps now), and returns the previous limit:
+/// for tests that exhaust the heap without exhausting the machine.
+pub fn set_limit(max: usize) -> usize {
+    let mut guard = HEAP.lock();
+    let heap = guard.as_mut().expect("the heap exists");
+    let previous = heap.max;
+    heap.max = page_round_up(max).clamp(heap.mapped, HEAP_LIMIT);
+    heap.stats.max = heap.max;
+    previous
+}
+
 /// Current statistics.
 pub fn stats() -> HeapStats {
     HEAP.lock().as_ref().map(|h| h.stats).unwrap_or_default()
@@ -140,6 +151,7 @@ static GLOBAL: GlobalHeap = GlobalHeap;
 // returns a block to the same heap it came from.
 unsafe impl GlobalAlloc for GlobalHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        debug_assert_heap_allowed();
         let result = HEAP.lock().as_mut().and_then(|h| h.alloc(layout));
         match result {
             Some(ptr) => ptr.as_ptr(),
@@ -151,12 +163,29 @@ unsafe impl GlobalAlloc for GlobalHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        debug_assert_heap_allowed();
         let mut guard = HEAP.lock();
         let heap = guard.as_mut().expect("dealloc before the heap exists");
         // SAFETY: `ptr` was returned by `alloc` with this `layout` (GlobalAlloc contract).
         unsafe { heap.heap.deallocate(NonNull::new_unchecked(ptr), layout) };
         heap.stats.frees += 1;
         heap.stats.used = heap.heap.used();
+    }
+}
+
+/// Debug builds: stops the kernel where the heap is used by code that runs on behalf of a thread
+/// that may be holding the heap's lock -- an interrupt or exception handler, or a stack growth --
+/// which would spin on that lock for ever.
+#[inline(always)]
+fn debug_assert_heap_allowed() {
+    if cfg!(debug_assertions) {
+        let g = crate::sched::percpu::current();
+        let cpu = crate::sched::percpu::this_cpu_unchecked();
+        assert!(
+            matches!(g.kind, crate::sched::g::GKind::Thread | crate::sched::g::GKind::Scheduler),
+            "the heap used in an interrupt or exception handler"
+        );
+        assert!(!cpu.growing_stack.load(core::sync::atomic::Ordering::Relaxed), "the heap used while growing a stack");
     }
 }
 

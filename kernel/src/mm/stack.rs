@@ -183,29 +183,38 @@ fn map_stack_pages(lo: usize, hi: usize) -> Result<(), OutOfFrames> {
 }
 
 /// Unmaps `lo..hi` of a stack and frees the frames, after flushing every CPU's TLB if
-/// `shootdown` (the stack may have run on other CPUs). Pages not mapped are skipped.
+/// `shootdown` (the stack may have run on other CPUs; otherwise the pages were mapped here and
+/// never used). Pages not mapped are skipped. Returns how many were unmapped.
+///
+/// Uses no heap (it runs where a thread's stack grows, for a thread that may hold the heap's
+/// lock): a frame cannot be freed before the flush, so the first pass only clears each entry's
+/// present bit, keeping its frame address, and the second pass reads the frames back from the
+/// entries, frees them and clears the entries.
 fn unmap_stack_pages(lo: usize, hi: usize, shootdown: bool) -> usize {
-    let mut frames: Vec<PhysFrame> = Vec::new();
-    let mut addr = lo;
-    while addr < hi {
+    let pages = (lo..hi).step_by(PAGE_SIZE);
+    for addr in pages.clone() {
         // SAFETY: the caller owns the stack; its tables exist.
         let entry = unsafe { paging::leaf_entry(addr) };
-        if let Ok(f) = entry.frame() {
-            entry.set_unused();
-            frames.push(f);
+        if entry.flags().contains(paging::PRESENT) {
+            entry.set_flags(entry.flags() - paging::PRESENT);
         }
-        addr += PAGE_SIZE;
     }
     if shootdown {
         tlb::flush_everywhere(lo, hi);
     } else {
         tlb::flush_local(lo, hi);
     }
-    let n = frames.len();
-    for f in frames {
-        frame::free(f);
+    let mut unmapped = 0;
+    for addr in pages {
+        // SAFETY: as above.
+        let entry = unsafe { paging::leaf_entry(addr) };
+        if !entry.is_unused() {
+            frame::free(PhysFrame::containing_address(entry.addr()));
+            entry.set_unused();
+            unmapped += 1;
+        }
     }
-    n
+    unmapped
 }
 
 /// Carves a fresh stack from `region`: a slot, its page tables, and `initial` mapped bytes.
@@ -366,8 +375,18 @@ pub fn reserved_lo(g: &G) -> usize {
 /// handler) so that `sp` is at least `STACK_GUARD` above its lowest mapped address, doubling the
 /// mapped size at least. Lowers `g.stack_lo` and, unless a request is pending, `stackguard0`.
 ///
-/// Runs on g0 or in the page-fault handler, with interrupts disabled.
+/// Runs on g0 or in the page-fault handler, with interrupts disabled, on behalf of a thread that
+/// may hold any lock: so it takes none but the frame allocator's (and not that one if the thread
+/// holds it), and never uses the heap (checked by the heap in debug builds).
 pub fn grow(g: &G, sp: usize) -> Result<(), GrowError> {
+    let cpu = crate::sched::percpu::this_cpu();
+    cpu.growing_stack.store(true, Ordering::Relaxed);
+    let result = grow_mapped(g, sp);
+    cpu.growing_stack.store(false, Ordering::Relaxed);
+    result
+}
+
+fn grow_mapped(g: &G, sp: usize) -> Result<(), GrowError> {
     let Some(mut stack) = g.stack.get() else {
         return Err(GrowError::ReservationExhausted);
     };

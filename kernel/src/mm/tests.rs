@@ -147,3 +147,194 @@ ktest! {
         core::hint::black_box(&v);
     }
 }
+
+/// Jumps to `target` (memory that is not executable): the fetch faults and kills the thread.
+fn jump_to(target: usize) {
+    // SAFETY: deliberately calls non-executable memory; the page fault kills this thread.
+    let f: extern "C" fn() = unsafe { core::mem::transmute(target) };
+    f();
+}
+
+ktest! {
+    /// A thread that executes code on its own stack (mapped, not executable) or in the unmapped
+    /// part of its own reservation dies of a page fault; it does not loop for ever in
+    /// fault -> grow -> retry, and its join returns.
+    fn executing_from_the_stack_is_a_fault() {
+        for below_the_mapped_part in [false, true] {
+            let t = crate::sched::spawn("stack-exec", move || {
+                let target = if below_the_mapped_part {
+                    let stack = crate::sched::percpu::current().stack.get().expect("a thread has a stack");
+                    stack.mapped_lo - 2 * PAGE_SIZE
+                } else {
+                    let code = core::hint::black_box([0xc3u8; 16]); // `ret`, on the stack
+                    &code as *const [u8; 16] as usize
+                };
+                jump_to(target);
+            });
+            let where_ = if below_the_mapped_part { "the unmapped reservation" } else { "the mapped stack" };
+            assert!(
+                crate::ktest::helpers::finishes_within(&t, core::time::Duration::from_secs(2)),
+                "a thread executing from {where_} never died (fault -> grow -> retry, for ever)"
+            );
+            match t.join() {
+                Err(Death::Fault { vector: 14, error_code, .. }) => {
+                    assert!(error_code & 0x10 != 0, "the fault is an instruction fetch: error code {error_code:#x}")
+                }
+                other => panic!("executing from {where_}: expected a page fault, got {other:?}"),
+            }
+        }
+    }
+}
+
+ktest! {
+    /// Unmapping a page and flushing it everywhere leaves no CPU with a stale translation, even
+    /// when the flushing thread moves to another CPU half-way (forced preemption makes that
+    /// likely): afterwards, reading the page faults on every CPU.
+    fn a_flush_everywhere_reaches_every_cpu() {
+        let cpus = crate::sched::percpu::CPUS_ONLINE.load(core::sync::atomic::Ordering::Acquire) as usize;
+        if cpus < 2 {
+            crate::ktest_skip!("needs at least 2 CPUs (--smp 2)");
+        }
+        let read = |page: usize| {
+            // SAFETY: reads a page that may be unmapped: a fault kills only this probing thread.
+            move || unsafe { core::ptr::read_volatile(page as *const u64) }
+        };
+        // Every CPU always has a pinned thread to run, so a preempted thread waits in the global
+        // queue until some CPU's fairness pass takes it: it often resumes on another CPU.
+        static BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+        BUSY.store(true, core::sync::atomic::Ordering::SeqCst);
+        let yielders: Vec<_> = (0..cpus)
+            .map(|cpu| {
+                crate::sched::spawn_on(cpu, "tlb-busy", || {
+                    while BUSY.load(core::sync::atomic::Ordering::SeqCst) {
+                        crate::sched::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let mut stale_rounds = Vec::new();
+        for round in 0..50 {
+            let s = stack::alloc().expect("a stack");
+            let page = s.top - PAGE_SIZE;
+            for cpu in 0..cpus {
+                crate::sched::spawn_on(cpu, "tlb-warm", read(page)).join().expect("the mapped page is readable");
+            }
+            let frame = crate::sched::spawn("tlb-unmap", move || {
+                // SAFETY: the test owns the stack; its tables exist; the entry is put back below.
+                let entry = unsafe { crate::mm::paging::leaf_entry(page) };
+                let frame = entry.frame().expect("mapped");
+                entry.set_unused();
+                crate::mm::tlb::flush_everywhere(page, page + PAGE_SIZE);
+                frame
+            })
+            .join()
+            .expect("the unmapping thread");
+            let stale: Vec<usize> =
+                (0..cpus).filter(|&cpu| crate::sched::spawn_on(cpu, "tlb-check", read(page)).join().is_ok()).collect();
+            // SAFETY: as above: the entry gets its frame back before the stack is freed.
+            unsafe { crate::mm::paging::leaf_entry(page) }.set_frame(frame, crate::mm::paging::KERNEL_DATA);
+            stack::free(s);
+            if !stale.is_empty() {
+                stale_rounds.push((round, stale));
+            }
+        }
+        BUSY.store(false, core::sync::atomic::Ordering::SeqCst);
+        for y in yielders {
+            y.join().expect("yielder");
+        }
+        assert!(stale_rounds.is_empty(), "stale translations after flush_everywhere (round, CPUs): {stale_rounds:?}");
+    }
+}
+
+ktest! {
+    /// A stack growth that runs out of frames half-way gives back what it mapped without using the
+    /// heap (growth runs on g0 for a thread that may hold the heap's lock, or in the page-fault
+    /// handler), and the thread dies with an overflow report -- in both growth paths.
+    fn a_failed_growth_needs_no_heap() {
+        for path in ["prologue check", "page fault"] {
+            let gate: crate::sync::Chan<()> = crate::sync::chan(0);
+            let ready: crate::sync::Chan<()> = crate::sync::chan(0);
+            let grower = {
+                let (gate, ready) = (gate.clone(), ready.clone());
+                crate::sched::spawn("grow-fail", move || {
+                    // 8 KiB mapped: the next growth step maps two pages.
+                    crate::ktest::helpers::use_stack(5 * 1024);
+                    ready.send(());
+                    gate.recv();
+                    if path == "prologue check" {
+                        crate::ktest::helpers::use_stack(9 * 1024);
+                    } else {
+                        core::hint::black_box(crate::ktest::helpers::big_frame());
+                    }
+                })
+            };
+            ready.recv().expect("the grower is ready");
+            // Leave exactly one frame free (the hoard's own room is taken first).
+            let mut hoard = Vec::with_capacity(frame::stats().free);
+            while frame::stats().free > 1 {
+                hoard.push(frame::alloc().expect("frames are left"));
+            }
+            gate.send(());
+            let outcome = grower.join();
+            for f in hoard {
+                frame::free(f);
+            }
+            assert!(
+                matches!(outcome, Err(Death::StackOverflow { .. })),
+                "growth by the {path} with one frame left: expected a stack overflow, got {outcome:?}"
+            );
+        }
+    }
+}
+
+/// Allocates heap blocks of `size` (at least 16 bytes) until one fails; each block holds the
+/// address of the one allocated before it and its own size.
+fn hoard_heap(size: usize, mut list: *mut usize) -> *mut usize {
+    let layout = core::alloc::Layout::from_size_align(size, 8).expect("a valid layout");
+    loop {
+        // SAFETY: a non-zero layout; a null result means the heap is full.
+        let block = unsafe { alloc::alloc::alloc(layout) }.cast::<usize>();
+        if block.is_null() {
+            return list;
+        }
+        // SAFETY: the block is ours and at least 16 bytes.
+        unsafe { block.write(list as usize) };
+        unsafe { block.add(1).write(size) };
+        list = block;
+    }
+}
+
+/// Frees every block of a list made by `hoard_heap`.
+fn free_hoard(mut list: *mut usize) {
+    while !list.is_null() {
+        // SAFETY: each block was made by `hoard_heap`, which wrote its successor and size.
+        let (next, size) = unsafe { (list.read() as *mut usize, list.add(1).read()) };
+        let layout = core::alloc::Layout::from_size_align(size, 8).expect("a valid layout");
+        // SAFETY: allocated with this layout, freed once.
+        unsafe { alloc::alloc::dealloc(list.cast(), layout) };
+        list = next;
+    }
+}
+
+ktest! {
+    /// A panic's message is formatted without the heap: a thread that panics while the heap is
+    /// exhausted dies of that panic (formatting the message used to allocate, fail, and panic
+    /// again, until the stack overflowed); its report prints the message, and its `Death` says the
+    /// message did not fit.
+    fn a_panic_needs_no_heap() {
+        // Warm the thread-record and stack caches: the spawn below must not need the heap.
+        crate::sched::spawn("warm", || ()).join().expect("warm-up");
+        let previous = heap::set_limit(heap::stats().mapped);
+        let mut list = core::ptr::null_mut();
+        for size in [1 << 20, 1 << 16, 1 << 12, 1 << 8, 16] {
+            list = hoard_heap(size, list);
+        }
+        let outcome = crate::sched::spawn("broke-panics", || panic!("out of heap, and still a message: {}", 42)).join();
+        free_hoard(list);
+        heap::set_limit(previous);
+        match outcome {
+            Err(Death::Panic(message)) => assert_eq!(message, crate::sched::death::MESSAGE_LOST),
+            other => panic!("expected the thread's panic, got {other:?}"),
+        }
+    }
+}

@@ -11,6 +11,11 @@
 //! shootdowns requested of it, so two CPUs shooting down at once both finish. CPUs running
 //! with interrupts disabled (g0, irq locks) take the IPI as soon as they enable them, which they
 //! do within a scheduling pass.
+//!
+//! Migration rule: the requester disables interrupts *before* its local flush and keeps them
+//! disabled until every other CPU has flushed, so "this CPU" and "the others" are decided once. (A
+//! thread that moved between its local flush and asking the others would leave the CPU it moved
+//! to with the stale translation, and the frames are freed right after.)
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -44,25 +49,28 @@ pub fn flush_local(lo: usize, hi: usize) {
 
 /// Flushes `lo..hi` on every online CPU; returns when all have done it.
 pub fn flush_everywhere(lo: usize, hi: usize) {
+    let _irq = crate::arch::cpu::IrqGuard::new();
     flush_local(lo, hi);
     shoot_down_others();
 }
 
 /// Flushes every CPU's whole TLB (needed after freeing page tables).
 pub fn flush_all_everywhere() {
+    let _irq = crate::arch::cpu::IrqGuard::new();
     x86_64::instructions::tlb::flush_all();
     shoot_down_others();
 }
 
+/// Asks every other online CPU to flush, and waits until they have. Interrupts must be disabled
+/// (since before the caller's local flush): the caller must not migrate, and it serves its own
+/// CPU's requests by polling while it waits.
 fn shoot_down_others() {
+    debug_assert!(!crate::arch::cpu::interrupts_enabled(), "a TLB shootdown with interrupts enabled");
     if percpu::CPUS_ONLINE.load(Ordering::Acquire) <= 1 {
         return;
     }
-    // A thread asking must not migrate while it waits (it serves its own CPU's requests);
-    // waiting with interrupts off is safe because it serves them by polling.
-    let _irq = crate::arch::cpu::IrqGuard::new();
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    let me = percpu::this_cpu_unchecked().id as usize;
+    let me = percpu::this_cpu().id as usize;
     let targets: u64 = percpu::online_cpus().map(|c| c.id as usize).filter(|&id| id != me).fold(0, |m, id| m | 1 << id);
     for (id, pending) in PENDING.iter().enumerate() {
         if targets & (1 << id) != 0 {

@@ -69,6 +69,8 @@ counters! {
     preempt_deferred,
     /// Stack overflows (threads killed, or fatal).
     overflows,
+    /// Overflows caught while the thread could not die alone, deferred (`sched::death`).
+    overflows_deferred,
     /// Stack growth steps on this CPU (slow path and page faults).
     stack_growths,
     /// Of those, growths by the page-fault handler (a frame skipped the guard zone).
@@ -77,6 +79,10 @@ counters! {
     breakpoints,
     /// CPU exceptions of any kind.
     exceptions,
+    /// Non-maskable interrupts that were not a fatal report's stop signal.
+    nmis,
+    /// Interrupts on vectors no handler claims (acknowledged and ignored).
+    unclaimed_irqs,
     /// Wake-up IPIs sent to idle CPUs.
     wakeups,
 }

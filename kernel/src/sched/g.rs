@@ -27,6 +27,9 @@ use crate::sched::stackguard::{STACK_GUARD, STACK_PREEMPT, is_poison};
 /// `G::pinned` of a thread any CPU may run.
 pub const NOT_PINNED: u32 = u32::MAX;
 
+/// `G::live` of an allocated record (the bytes of "liveG").
+pub const LIVE_RECORD: u64 = u64::from_le_bytes(*b"liveG\0\0\0");
+
 /// Callee-saved registers of a context that is not running, plus its stack pointer and flags.
 /// The saved `rsp` points at the return address the context resumes at.
 #[repr(C)]
@@ -169,6 +172,9 @@ pub struct G {
     pub held_ranks: crate::sync::lockrank::HeldRanks,
     /// A preemption was requested and not yet honoured.
     pub preempt: AtomicBool,
+    /// A stack overflow was caught while the thread could not die alone; it is judged again at
+    /// the next check where it can (`sched::death`).
+    pub overflow_pending: AtomicBool,
     /// When (timer tick) the pending preemption was requested.
     pub preempt_tick: AtomicU64,
     /// Link for intrusive queues (the global run queue, the free list). Owned by the queue.
@@ -179,12 +185,17 @@ pub struct G {
     pub park_lock: UnsafeCell<*const ()>,
 
     // ---- identity and lifetime (threads) ----
+    /// `LIVE_RECORD` while the record is allocated; cleared just before it is freed (so a stale
+    /// reference to a freed record can be recognised by tests and debugging tools).
+    pub live: AtomicU64,
     pub id: Cell<u64>,
     pub name: Cell<Name>,
     /// The stack this thread owns (threads only; system stacks are owned by their CPU).
     pub stack: Cell<Option<Stack>>,
     /// The join protocol (outcome, result, joiner); see `sched::thread`.
     pub exit: crate::sched::thread::ExitState,
+    /// Duties to run if the thread dies (innermost first), linked through its stack.
+    pub death_hooks: Cell<*const crate::sched::death::DeathHook>,
 
     // ---- statistics ----
     /// Number of stack growths (see `sched::stackguard`).
@@ -246,14 +257,17 @@ impl G {
             locks: AtomicU32::new(0),
             held_ranks: crate::sync::lockrank::HeldRanks::new(),
             preempt: AtomicBool::new(false),
+            overflow_pending: AtomicBool::new(false),
             preempt_tick: AtomicU64::new(0),
             sched_link: Cell::new(core::ptr::null_mut()),
             park_lock: UnsafeCell::new(core::ptr::null()),
             pinned: AtomicU32::new(NOT_PINNED),
+            live: AtomicU64::new(LIVE_RECORD),
             id: Cell::new(0),
             name: Cell::new(Name::empty()),
             stack: Cell::new(None),
             exit: crate::sched::thread::ExitState::new(),
+            death_hooks: Cell::new(core::ptr::null()),
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),
         }
@@ -264,6 +278,11 @@ impl G {
         let g = G::system(GKind::Thread);
         g.state.store(GState::Idle as u8, Ordering::Relaxed);
         g
+    }
+
+    /// Is this record allocated (not freed by `thread::release_cached`)?
+    pub fn is_live_record(&self) -> bool {
+        self.live.load(Ordering::Acquire) == LIVE_RECORD
     }
 
     #[inline(always)]
@@ -304,7 +323,9 @@ impl G {
         (self.stack_lo.load(Ordering::Relaxed), self.stack_hi.load(Ordering::Relaxed))
     }
 
-    /// The real guard: `stack_lo + STACK_GUARD`.
+    /// The real guard: `stack_lo + STACK_GUARD`. (Inlined everywhere: it is used where no
+    /// prologue may run, see `sched::preempt::async_preempted`.)
+    #[inline(always)]
     pub fn real_guard(&self) -> usize {
         self.stack_lo.load(Ordering::Relaxed) + STACK_GUARD
     }

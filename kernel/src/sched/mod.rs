@@ -25,15 +25,18 @@
 //! timer operations run either on g0 (interrupts off) or in a thread with interrupts off.
 
 pub mod counters;
+pub mod death;
 pub mod g;
 pub mod percpu;
 pub mod preempt;
+mod preempt_tests;
 pub mod runq;
 mod smp_tests;
 pub mod stackguard;
 mod tests;
 pub mod thread;
 pub mod timer;
+pub mod vcpu_share;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -117,12 +120,8 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     let lock = unsafe { &*(*g.park_lock.get() as *const L) };
     // Settle the thread's lock count first: once the lock is released, another CPU may ready
     // and run the thread, which then owns its own count again. It held exactly the locks
-    // being released here (checked in debug builds).
-    if cfg!(debug_assertions) {
-        let locks = g.locks.load(Ordering::Relaxed);
-        let held = lock.lock_count();
-        assert!(locks == held, "thread {} parked holding {} other spin lock(s)", g.id.get(), locks - held);
-    }
+    // being released here.
+    check_locks_at_switch(g, lock.lock_count(), "park");
     g.locks.store(0, Ordering::Relaxed);
     g.transition(GState::Running, GState::Waiting);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
@@ -138,10 +137,42 @@ pub fn yield_now() {
 }
 
 extern "C" fn yield_m(g: &'static G) -> ! {
+    check_locks_at_switch(g, 0, "yield_now");
     g.transition(GState::Running, GState::Runnable);
     let cpu = this_cpu();
     runq_put(cpu, g, false);
     schedule()
+}
+
+/// Stops the kernel unless switched-out thread `g` holds exactly the `parked` spin locks that
+/// `park` is about to release for it: a thread that switches away holding any other would leave
+/// everyone who waits for that lock spinning for a thread that does not run.
+#[inline(always)]
+pub fn check_locks_at_switch(g: &G, parked: u32, what: &str) {
+    let held = g.locks.load(Ordering::Relaxed);
+    if held != parked {
+        switched_holding_locks(g, held.wrapping_sub(parked), what);
+    }
+    if cfg!(debug_assertions) && g.held_ranks.total() != parked {
+        switched_holding_locks(g, g.held_ranks.total().wrapping_sub(parked), what);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn switched_holding_locks(g: &G, extra: u32, what: &str) -> ! {
+    // SAFETY: `g` is switched out (its context saved) and we are on its CPU's g0.
+    let ctx = unsafe { g.context() };
+    let (lo, hi) = g.stack_bounds();
+    // SAFETY: the saved `rsp` points at the return address into the thread's code.
+    let rip = unsafe { *(ctx.rsp as *const usize) };
+    crate::fatal::fatal_with_trace(
+        format_args!(
+            "{} switched holding {extra} spin lock(s) ({what}): whoever waits for them would spin for a thread that does not run",
+            thread::describe(g)
+        ),
+        &crate::arch::backtrace::Backtrace::from_frame(rip - 1, ctx.rbp, lo, hi),
+    )
 }
 
 /// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
@@ -187,6 +218,7 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
 #[inline(always)]
 fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
     loop {
+        vcpu_share::at_scheduling_point(cpu);
         let tick = cpu.schedtick.fetch_add(1, Ordering::Relaxed) + 1;
         if timer::due(cpu) {
             timer::run_expired(cpu);
@@ -200,13 +232,23 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
             cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
             return (g, false);
         }
-        if cpu.inbox.len_hint() > 0
-            && let Some(g) = cpu.inbox.pop()
-        {
-            return (g, false);
-        }
-        if let Some(found) = cpu.runq.get() {
-            return found;
+        // The inbox of pinned threads and the local queue take turns when both have work: a
+        // pinned thread that yields goes back to the inbox, and served first every time it would
+        // starve the threads of the local queue (and they it, the other way round).
+        if tick % 2 == 0 {
+            if let Some(g) = take_pinned(cpu) {
+                return (g, false);
+            }
+            if let Some(found) = cpu.runq.get() {
+                return found;
+            }
+        } else {
+            if let Some(found) = cpu.runq.get() {
+                return found;
+            }
+            if let Some(g) = take_pinned(cpu) {
+                return (g, false);
+            }
         }
         if GLOBAL.len_hint() > 0
             && let Some(g) = take_from_global(cpu)
@@ -219,6 +261,12 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
         }
         idle(cpu);
     }
+}
+
+/// The next thread pinned to `cpu`, if any (the length is read without the lock first).
+#[inline(always)]
+fn take_pinned(cpu: &PerCpu) -> Option<&'static G> {
+    if cpu.inbox.len_hint() > 0 { cpu.inbox.pop() } else { None }
 }
 
 /// Takes one thread from the global queue, plus a fair share into the local ring.

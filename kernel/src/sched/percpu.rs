@@ -44,8 +44,9 @@ pub struct PerCpu {
     pub gcrit: *mut G,
     /// Index into `PERCPU` (0 = the bootstrap processor).
     pub id: u32,
-    /// Local APIC id of this CPU.
-    pub apic_id: u32,
+    /// Local APIC id of this CPU (written once, before the CPU starts; atomic because CPU 0
+    /// writes it while other CPUs may read other fields of the block).
+    pub apic_id: AtomicU32,
     /// Set once this CPU runs the scheduler.
     pub online: AtomicBool,
     /// Set while this CPU is halted in the idle loop, waiting for work.
@@ -53,6 +54,9 @@ pub struct PerCpu {
     /// Set while this CPU handles an asynchronous interrupt (vector 32 and up), as opposed to
     /// an exception raised by the code it interrupted.
     pub in_irq: AtomicBool,
+    /// Set while this CPU grows a thread's stack (`mm::stack::grow`), for the thread (which may
+    /// hold any lock, the heap's included): the heap must not be used meanwhile.
+    pub growing_stack: AtomicBool,
     /// Incremented by every pass through `schedule` (Go's `schedtick`).
     pub schedtick: AtomicU64,
     /// Timer interrupts taken by this CPU.
@@ -110,10 +114,11 @@ impl PerCpu {
             gintr: core::ptr::null_mut(),
             gcrit: core::ptr::null_mut(),
             id,
-            apic_id: 0,
+            apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
             idle: AtomicBool::new(false),
             in_irq: AtomicBool::new(false),
+            growing_stack: AtomicBool::new(false),
             schedtick: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             slice_start: AtomicU64::new(0),

@@ -65,7 +65,9 @@ pub fn enable() {
     let depth = g.locks.load(Ordering::Relaxed);
     debug_assert!(depth > 0, "preempt::enable without disable");
     g.locks.store(depth - 1, Ordering::Relaxed);
-    if depth == 1 && g.preempt.load(Ordering::Relaxed) {
+    if depth == 1 && (g.preempt.load(Ordering::Relaxed) || g.overflow_pending.load(Ordering::Relaxed)) {
+        // The next prologue enters the slow path, which takes the request or judges the
+        // deferred overflow again.
         g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
     }
 }
@@ -79,11 +81,19 @@ pub fn start_slice(cpu: &PerCpu) {
 /// The timer interrupt: count the tick, and request or force preemption of the running thread.
 pub fn timer_tick(frame: &mut TrapFrame) {
     let cpu = this_cpu();
+    crate::sched::vcpu_share::at_scheduling_point(cpu);
     cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
     let now = cpu.ticks.fetch_add(1, Ordering::Relaxed) + 1;
     let mode = mode();
     let g = frame.interrupted();
-    if mode == Mode::Off || !g.is_thread() {
+    if !g.is_thread() {
+        return;
+    }
+    if g.overflow_pending.load(Ordering::Relaxed) {
+        // Re-arm a deferred overflow (interrupts are on again, or a deferral restored the guard).
+        g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+    }
+    if mode == Mode::Off {
         return;
     }
     if !g.preempt.load(Ordering::Relaxed) {
@@ -126,6 +136,12 @@ fn inject_async_preemption(frame: &mut TrapFrame) {
 
 /// Called (as the thread) by `async_preempt_entry`: yield to the global queue if the request
 /// is still pending.
+///
+/// Not instrumented: it runs wherever the timer interrupted the thread, possibly a few bytes above
+/// its guard, so it must not take the prologue check (which would call that a stack overflow).
+/// It needs only the `ASYNC_PREEMPT_STACK` bytes the injection checked for: everything it calls
+/// is inlined, up to `mcall`, which switches to g0.
+#[instrument_fn = "off"]
 pub extern "C" fn async_preempted() {
     let g = current();
     if g.preempt.swap(false, Ordering::Relaxed) {

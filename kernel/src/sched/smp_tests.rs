@@ -126,27 +126,105 @@ ktest! {
 }
 
 ktest! {
-    /// A thread sleeping on one CPU is woken by a timer there even while its waker runs on
-    /// another, and threads parked on one CPU are readied from others.
+    /// Sleepers pinned to every CPU each sleep at least their time and wake on their own CPU (the
+    /// timer fires there); receivers parked on every other CPU are readied by a sender on CPU 0,
+    /// which crosses CPUs (with a wake-up IPI to a halted CPU, when there is more than one).
     fn wake_ups_cross_cpus() {
-        let done: Chan<usize> = chan(MAX_CPUS);
+        const NAP: Duration = Duration::from_millis(5);
         let sleepers: Vec<_> = (0..cpus())
             .map(|cpu| {
-                let done = done.clone();
                 spawn_on(cpu, "sleeper", move || {
-                    crate::sched::sleep(Duration::from_millis(5));
-                    done.send(where_am_i());
+                    let start = crate::time::now();
+                    crate::sched::sleep(NAP);
+                    (crate::time::now() - start, where_am_i())
                 })
             })
             .collect();
-        let mut woke = 0u64;
-        for _ in 0..cpus() {
-            woke |= 1 << done.recv().expect("open");
+        for (cpu, s) in sleepers.into_iter().enumerate() {
+            let (slept, woke_on) = s.join().expect("sleeper");
+            assert!(slept >= NAP, "the sleeper on CPU {cpu} woke after {slept:?}, before its {NAP:?}");
+            assert_eq!(woke_on, cpu, "a pinned sleeper woke on another CPU");
         }
-        assert_eq!(woke.count_ones() as usize, cpus());
-        for s in sleepers {
-            s.join().expect("sleeper");
+        let before = totals();
+        let lanes: Vec<(Chan<u64>, _)> = (1..cpus())
+            .map(|cpu| {
+                let ch: Chan<u64> = chan(0);
+                let rx = ch.clone();
+                (ch, spawn_on(cpu, "receiver", move || (rx.recv(), where_am_i())))
+            })
+            .collect();
+        let sender = spawn_on(0, "sender", move || {
+            for (i, (ch, _)) in lanes.iter().enumerate() {
+                while !ch.has_waiters() {
+                    yield_now(); // let the receiver park first
+                }
+                ch.send(i as u64 + 100);
+            }
+            lanes
+        });
+        for (i, (_, receiver)) in sender.join().expect("sender").into_iter().enumerate() {
+            let (got, ran_on) = receiver.join().expect("receiver");
+            assert_eq!(got, Some(i as u64 + 100), "receiver {i} got the wrong value");
+            assert_eq!(ran_on, i + 1, "a pinned receiver ran on another CPU");
         }
+        if cpus() > 1 {
+            assert!(totals().since(&before).wakeups > 0, "no wake-up IPI crossed CPUs");
+        }
+    }
+}
+
+ktest! {
+    /// Listing the threads never hands out a record that is being freed meanwhile: one CPU lists
+    /// (slowly) while another recycles threads, frees the cached records and reuses their memory,
+    /// for 50 rounds of that.
+    fn listing_threads_never_sees_a_freed_record() {
+        if cpus() < 2 {
+            crate::ktest_skip!("needs at least 2 CPUs (--smp 2)");
+        }
+        static STOP: AtomicBool = AtomicBool::new(false);
+        static CYCLES: AtomicU64 = AtomicU64::new(0);
+        STOP.store(false, Ordering::SeqCst);
+        let freer = spawn_on(1, "record-freer", || {
+            type Junk = alloc::boxed::Box<[u8; core::mem::size_of::<crate::sched::g::G>()]>;
+            let mut junk: Vec<Junk> = Vec::new();
+            while !STOP.load(Ordering::SeqCst) {
+                let threads: Vec<_> = (0..32).map(|i| spawn("short", move || i)).collect();
+                for t in threads {
+                    t.join().expect("short thread");
+                }
+                crate::sched::thread::release_cached();
+                // Reuse the freed records' memory for something else, as the heap would, and keep
+                // it so until the next round.
+                junk.clear();
+                junk.extend((0..32).map(|_| alloc::boxed::Box::new([0xa5; core::mem::size_of::<crate::sched::g::G>()])));
+                core::hint::black_box(&junk);
+                CYCLES.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let lister = spawn_on(0, "lister", || {
+            let (mut seen, mut freed) = (0u64, 0u64);
+            while CYCLES.load(Ordering::SeqCst) == 0 {
+                yield_now();
+            }
+            while CYCLES.load(Ordering::SeqCst) < 50 {
+                crate::sched::thread::for_each_thread(|g| {
+                    for i in 0..200 {
+                        core::hint::black_box(i); // widen the window between listing and reading
+                    }
+                    seen += 1;
+                    if !g.is_live_record() {
+                        freed += 1;
+                    }
+                });
+            }
+            (seen, freed)
+        });
+        let listed = lister.join();
+        STOP.store(true, Ordering::SeqCst);
+        freer.join().expect("freer");
+        // In debug builds `for_each_thread` itself checks each record is live before reading it.
+        let (seen, freed) = listed.unwrap_or_else(|death| panic!("the lister died: {death}"));
+        assert_eq!(freed, 0, "{freed} of {seen} listed records had been freed meanwhile (use after free)");
     }
 }
 

@@ -188,9 +188,12 @@ extern "C" fn newstack(g: &'static G) -> ! {
     if sp < lo + STACK_GUARD {
         match crate::mm::stack::grow(g, sp) {
             Ok(()) | Err(GrowError::NotNow) => {}
-            Err(GrowError::ReservationExhausted) => overflow(g, sp, "reservation used up"),
-            Err(GrowError::OutOfFrames) => overflow(g, sp, "no memory to grow the stack"),
+            Err(GrowError::ReservationExhausted) => overflow(g, sp, ctx.rflags, "reservation used up"),
+            Err(GrowError::OutOfFrames) => overflow(g, sp, ctx.rflags, "no memory to grow the stack"),
         }
+    } else if g.overflow_pending.load(Ordering::Relaxed) {
+        // A deferred overflow that resolved itself: the thread came back above its guard.
+        g.overflow_pending.store(false, Ordering::Relaxed);
     }
 
     // 2. Requests.
@@ -215,29 +218,25 @@ extern "C" fn newstack(g: &'static G) -> ! {
     unsafe { gogo(g) }
 }
 
-/// The thread crossed the end of its stack reservation (or its stack cannot grow): report and
-/// kill it, or stop the kernel if it holds locks (what they protect may be half-changed).
-fn overflow(g: &'static G, sp: usize, why: &str) -> ! {
-    let cpu = this_cpu();
-    cpu.counters.overflows.fetch_add(1, Ordering::Relaxed);
+/// The thread crossed the end of its stack reservation (or its stack cannot grow). If it may die
+/// alone, report and kill it. If not (it holds a spin lock, or runs with interrupts disabled: what
+/// it is doing may be half-done), defer: it runs on in its guard zone and the overflow is judged
+/// again at the first check where it may die (`sched::death`).
+fn overflow(g: &'static G, sp: usize, rflags: usize, why: &str) {
+    if crate::sched::death::may_die_alone(g, rflags & (1 << 9) != 0).is_err() {
+        if !g.overflow_pending.swap(true, Ordering::Relaxed) {
+            this_cpu().counters.overflows_deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
     // SAFETY: `g` is switched out; we are its CPU's g0.
     let ctx = unsafe { g.context() };
     let (lo, hi) = g.stack_bounds();
     // SAFETY: `sp` points at the hook's return address, inside the thread's mapped stack.
     let rip = unsafe { *(sp as *const usize) };
     let trace = Backtrace::from_frame(rip - 1, ctx.rbp, lo, hi);
-    let what = format_args!(
-        "stack overflow in {}: rsp {sp:#x}, stack {lo:#x}..{hi:#x} (reserved from {:#x}), guard {:#x}",
-        crate::sched::thread::describe(g),
-        crate::mm::stack::reserved_lo(g),
-        lo + STACK_GUARD
-    );
-    if g.locks.load(Ordering::Relaxed) > 0 {
-        crate::fatal::fatal_with_trace(format_args!("{what} while holding a lock ({why})"), &trace);
-    }
-    crate::println!("{what}");
-    crate::println!("  caught by the prologue check: {why}");
-    trace.print();
+    let deferred = if g.overflow_pending.load(Ordering::Relaxed) { "; deferred until it could die alone" } else { "" };
+    crate::sched::death::report_overflow(g, sp, format_args!("the prologue check: {why}{deferred}"), &trace);
     crate::sched::thread::kill_on_g0(
         g,
         crate::sched::thread::Death::StackOverflow { rsp: sp as u64, lo: lo as u64, hi: hi as u64 },

@@ -20,10 +20,9 @@
 //! with the thread no longer on its stack.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::cell::{Cell, UnsafeCell};
+use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{MaybeUninit, align_of, size_of};
@@ -36,35 +35,7 @@ use crate::sched::g::{G, GKind, GState, Name, WaitReason};
 use crate::sched::percpu::{current, this_cpu};
 use crate::sync::spin::{Rank, SpinLock};
 
-/// How a thread died (the `Err` of `JoinHandle::join`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Death {
-    /// It panicked with this message.
-    Panic(String),
-    /// It ran off the end of its stack reservation.
-    StackOverflow { rsp: u64, lo: u64, hi: u64 },
-    /// It took CPU exception `vector` at `rip` (`cr2` = faulting address of a page fault).
-    Fault { vector: u8, error_code: u64, rip: u64, cr2: u64 },
-}
-
-impl fmt::Display for Death {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Death::Panic(msg) => write!(f, "panicked: {msg}"),
-            Death::StackOverflow { rsp, lo, hi } => {
-                write!(f, "stack overflow (rsp {rsp:#x}, stack {lo:#x}..{hi:#x})")
-            }
-            Death::Fault { vector, rip, cr2, .. } => {
-                let (mnemonic, name) = crate::arch::exceptions::name(u64::from(*vector));
-                write!(f, "{name} ({mnemonic}) at {rip:#x}")?;
-                if *vector == 14 {
-                    write!(f, ", address {cr2:#x}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
+pub use crate::sched::death::Death;
 
 /// Why a thread could not be spawned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,26 +62,37 @@ struct ExitInner {
     done: bool,
     joiner: *const G,
     death: Option<Death>,
+    /// The handle was dropped before a result was stored: the thread drops its own result.
+    detached: bool,
+    /// A result is in the slot: the type-erased `drop_in_place` for it (taken by whoever takes
+    /// or drops the result).
+    stored: Option<unsafe fn(*mut u8)>,
 }
 
 /// The join protocol's state, part of every `G`.
+///
+/// The result is a race between the thread (storing it as it finishes) and its handle (joined
+/// or dropped, at any time): both decide under `inner`'s lock. A result stored before the handle
+/// is dropped is dropped by the handle's owner; a handle dropped first makes the thread drop its
+/// own result. Either way the drop runs in a thread, which may block -- never on g0 (where the
+/// last reference can go, when the thread exits), which must not.
 pub struct ExitState {
     inner: SpinLock<ExitInner>,
     /// Owners of the `G`: the thread until it has exited, and its join handle.
     refs: AtomicU32,
-    /// The result, valid once `done` without a death, until taken.
+    /// The result, valid while `inner.stored` is set.
     result: UnsafeCell<MaybeUninit<[u64; RESULT_WORDS]>>,
-    /// Drops a result nobody took (type-erased `drop_in_place` of the result type).
-    drop_result: Cell<Option<unsafe fn(*mut u8)>>,
 }
 
 impl ExitState {
     pub const fn new() -> ExitState {
         ExitState {
-            inner: SpinLock::new(Rank::Object, ExitInner { done: false, joiner: core::ptr::null(), death: None }),
+            inner: SpinLock::new(
+                Rank::Object,
+                ExitInner { done: false, joiner: core::ptr::null(), death: None, detached: false, stored: None },
+            ),
             refs: AtomicU32::new(0),
             result: UnsafeCell::new(MaybeUninit::uninit()),
-            drop_result: Cell::new(None),
         }
     }
 
@@ -122,8 +104,9 @@ impl ExitState {
         inner.done = false;
         inner.joiner = core::ptr::null();
         inner.death = None;
+        inner.detached = false;
+        inner.stored = None;
         self.refs.store(2, Ordering::Relaxed);
-        self.drop_result.set(None);
     }
 
     fn slot(&self) -> *mut u8 {
@@ -136,34 +119,41 @@ const fn inline_result<T>() -> bool {
     size_of::<T>() <= RESULT_WORDS * 8 && align_of::<T>() <= 8
 }
 
-/// Stores the thread's result (called on the thread, before it exits).
+/// Stores the thread's result for its handle, or drops it here if the handle is gone (called on
+/// the thread, before it exits).
 fn store_result<T>(g: &G, value: T) {
+    let mut inner = g.exit.inner.lock();
+    if inner.detached {
+        drop(inner);
+        drop(value); // nobody will take it: dropped by the thread itself
+        return;
+    }
     let slot = g.exit.slot();
     if inline_result::<T>() {
         // SAFETY: the slot is big and aligned enough for T (checked above) and empty.
         unsafe { slot.cast::<T>().write(value) };
-        g.exit.drop_result.set(Some(|p| unsafe { p.cast::<T>().drop_in_place() }));
+        inner.stored = Some(|p| unsafe { p.cast::<T>().drop_in_place() });
     } else {
         let boxed = Box::into_raw(Box::new(value));
         // SAFETY: a pointer fits the slot.
         unsafe { slot.cast::<*mut T>().write(boxed) };
-        g.exit.drop_result.set(Some(|p| unsafe { drop(Box::from_raw(p.cast::<*mut T>().read())) }));
+        inner.stored = Some(|p| unsafe { drop(Box::from_raw(p.cast::<*mut T>().read())) });
     }
 }
 
-/// Takes the result stored by `store_result::<T>`.
+/// Takes the result stored by `store_result::<T>`, which the caller found stored (and cleared).
 ///
 /// # Safety
 /// The thread stored a `T` and nobody took it yet.
 unsafe fn take_result<T>(g: &G) -> T {
     let slot = g.exit.slot();
-    g.exit.drop_result.set(None);
     // SAFETY: by the contract a T (or a Box<T>) is stored there.
     unsafe { if inline_result::<T>() { slot.cast::<T>().read() } else { *Box::from_raw(slot.cast::<*mut T>().read()) } }
 }
 
-/// Every thread record ever allocated (Go's `allgs`): records are recycled, never freed, so
-/// listing threads needs no lock on the hot paths.
+/// Every allocated thread record (Go's `allgs`), for listing threads. Records are recycled through
+/// `FREE`; only `release_cached` frees them, after taking them out of this list under its lock,
+/// which `for_each_thread` holds while it reads them.
 static ALL: SpinLock<Vec<&'static G>> = SpinLock::new(Rank::Threads, Vec::new());
 /// Records of exited threads, ready for reuse, linked through `sched_link`.
 static FREE: SpinLock<FreeList> = SpinLock::new(Rank::Threads, FreeList { head: core::ptr::null_mut() });
@@ -206,10 +196,8 @@ fn gfget() -> Result<&'static G, SpawnError> {
 /// Returns a record to the free list (Go's `gfput`).
 #[inline]
 fn gfput(g: &'static G) {
-    if let Some(drop_result) = g.exit.drop_result.take() {
-        // SAFETY: the result was stored and never taken; it is dropped exactly once.
-        unsafe { drop_result(g.exit.slot()) };
-    }
+    // SAFETY: the last reference is gone: nobody else touches the record.
+    debug_assert!(unsafe { g.exit.inner.data_raw() }.stored.is_none(), "a thread record recycled with its result");
     g.set_state(GState::Idle);
     let mut free = FREE.lock();
     g.sched_link.set(free.head);
@@ -247,20 +235,22 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> Result<T, Death> {
         let g = self.g;
         let mut inner = g.exit.inner.lock();
-        let death = if inner.done {
-            inner.death.take()
+        let (death, stored) = if inner.done {
+            (inner.death.take(), inner.stored.take())
         } else {
             inner.joiner = current();
             crate::sched::park(WaitReason::Join, inner.into_parked());
-            // The exit path wrote the death before marking the thread done and waking us, and
+            // The exit path wrote the outcome before marking the thread done and waking us, and
             // nothing touches the record's exit state any more but us.
             // SAFETY: as just said, our access is exclusive and ordered after the writes.
-            unsafe { g.exit.inner.data_raw() }.death.take()
+            let inner = unsafe { g.exit.inner.data_raw() };
+            (inner.death.take(), inner.stored.take())
         };
-        let result = match death {
-            Some(death) => Err(death),
-            // SAFETY: a thread that finished without dying stored a T.
-            None => Ok(unsafe { take_result::<T>(g) }),
+        let result = match (death, stored) {
+            (Some(death), _) => Err(death),
+            // SAFETY: a thread that finished without dying stored a T, taken once, here.
+            (None, Some(_)) => Ok(unsafe { take_result::<T>(g) }),
+            (None, None) => unreachable!("thread {} finished with neither a result nor a death", g.id.get()),
         };
         core::mem::forget(self);
         release(g);
@@ -274,7 +264,18 @@ impl<T> JoinHandle<T> {
 }
 
 impl<T> Drop for JoinHandle<T> {
+    /// Detaches the thread: a result it already stored is dropped here, in this thread; if it has
+    /// not stored one yet, it will drop it itself.
     fn drop(&mut self) {
+        let stored = {
+            let mut inner = self.g.exit.inner.lock();
+            inner.detached = true;
+            inner.stored.take()
+        };
+        if let Some(drop_result) = stored {
+            // SAFETY: the result was stored and never taken; it is dropped exactly once, here.
+            unsafe { drop_result(self.g.exit.slot()) };
+        }
         release(self.g);
     }
 }
@@ -343,6 +344,8 @@ where
     g.exit.reset();
     g.stack_growths.store(0, Ordering::Relaxed);
     g.stack_peak.store(0, Ordering::Relaxed);
+    g.death_hooks.set(core::ptr::null());
+    g.overflow_pending.store(false, Ordering::Relaxed);
 
     // Place the closure at the top of the new stack (or in a box if it is big), below it the
     // return address `gogo` pops: the entry trampoline, which calls `start(arg)` from the
@@ -404,9 +407,11 @@ fn exit_now() -> ! {
     unreachable!("a dead thread was resumed")
 }
 
-/// Ends the current thread with `death` (panic path).
+/// Ends the current thread with `death` (panic path): its death hooks, then its exit.
 pub fn exit_dead(death: Death) -> ! {
-    current().exit.inner.lock().death = Some(death);
+    let g = current();
+    crate::sched::death::run_death_hooks(g);
+    g.exit.inner.lock().death = Some(death);
     exit_now()
 }
 
@@ -420,6 +425,9 @@ pub extern "C" fn exit_after_trap() -> ! {
 pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
     let g = frame.interrupted();
     debug_assert!(g.is_thread());
+    // Here, in the exception handler, the thread's stack is still as it was (its hooks intact),
+    // and the thread may die alone: nothing is half-changed for the hooks to trip over.
+    crate::sched::death::run_death_hooks(g);
     g.exit.inner.lock().death = Some(death);
     let (_, hi) = g.stack_bounds();
     frame.rsp = (hi - 256) as u64;
@@ -429,6 +437,7 @@ pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
 
 /// Kills switched-out thread `g` from g0 (stack-overflow path).
 pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
+    crate::sched::death::run_death_hooks(g);
     g.exit.inner.lock().death = Some(death);
     exit_m(g)
 }
@@ -436,7 +445,7 @@ pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
 /// The end of every thread, on g0: free the stack, wake the joiner, drop the thread's
 /// reference, schedule.
 extern "C" fn exit_m(g: &'static G) -> ! {
-    assert!(g.locks.load(Ordering::Relaxed) == 0, "thread {} exited holding a spin lock", g.id.get());
+    crate::sched::check_locks_at_switch(g, 0, "exit");
     g.transition(GState::Running, GState::Dead);
     if let Some(stack) = g.stack.take() {
         stack::free(stack);
@@ -476,10 +485,12 @@ impl fmt::Display for Described<'_> {
     }
 }
 
-/// One line per live thread: id, name, state, wait reason, stack use, switches.
+/// Calls `f` for every live thread, holding the list's lock (so no record can be freed
+/// meanwhile): `f` must not block (it may print and allocate).
 pub fn for_each_thread(mut f: impl FnMut(&'static G)) {
-    let all: Vec<&'static G> = ALL.lock().clone();
-    for g in all {
+    let all = ALL.lock();
+    for &g in all.iter() {
+        debug_assert!(g.is_live_record(), "for_each_thread: record {:p} was freed while listed", g);
         if !matches!(g.state(), GState::Idle) {
             f(g);
         }
@@ -506,14 +517,17 @@ pub fn release_cached() {
             freed.push(g);
         }
     }
+    // Sorted, so that unlisting them costs O(n log n), not one scan of the list per record.
+    freed.sort_unstable();
     let mut all = ALL.lock();
-    all.retain(|g| !freed.contains(&(*g as *const G as *mut G)));
+    all.retain(|g| freed.binary_search(&(*g as *const G as *mut G)).is_err());
     all.shrink_to_fit();
     drop(all);
     for g in freed {
         // SAFETY: the record came from `alloc` in `gfget`, is on no list any more, and no
         // thread uses it.
         unsafe {
+            (*g).live.store(0, Ordering::Release);
             core::ptr::drop_in_place(g);
             alloc::alloc::dealloc(g.cast(), Layout::new::<G>());
         }

@@ -1,11 +1,15 @@
-//! Per-CPU timers: `sleep`, and channels that receive after a delay (`time::after`).
+//! Per-CPU timers: `sleep`, and callbacks after a delay (`call_at`, which `sync::after` uses for
+//! its channels).
 //!
 //! Each CPU keeps a binary heap of timers ordered by expiry time, in TSC units. Timers are added
 //! by threads running on that CPU and fired by the scheduler on g0 (`run_expired`, on every pass
 //! through `find_runnable` that finds one due, including the idle loop that the timer interrupt
 //! wakes once per tick). The timer interrupt itself only notices that a timer is due and asks
-//! the running thread to yield, so callbacks never run in interrupt context and may take
-//! ordinary locks.
+//! the running thread to yield, so timers never fire in interrupt context.
+//!
+//! A timer either readies a sleeping thread or calls a function registered by a higher layer
+//! (the scheduler knows nothing of what the function does). The function runs on g0, so it must
+//! never block or panic: it may take ordinary spin locks and ready threads.
 //!
 //! `PerCpu::next_timer_tsc` mirrors the earliest deadline (updated under the heap's lock), so
 //! the scheduler's check -- and the timer interrupt's -- is one `rdtsc` and one comparison,
@@ -19,14 +23,13 @@ use core::time::Duration;
 
 use crate::sched::g::{G, WaitReason};
 use crate::sched::percpu::{PerCpu, current};
-use crate::sync::Chan;
 
 /// What happens when a timer fires.
 pub enum Action {
     /// Ready a thread parked in `sleep_until`.
     Wake(&'static G),
-    /// Send the current time on a channel (without blocking).
-    Send(Chan<Duration>),
+    /// Call `f(arg)` on g0 (`f` must not block or panic).
+    Call { f: fn(usize), arg: usize },
 }
 
 pub struct Timer {
@@ -58,7 +61,8 @@ pub struct TimerHeap {
     seq: u64,
 }
 
-// SAFETY: timers only hold thread records and channels, which are shared safely.
+// SAFETY: timers only hold thread records (shared safely) and the words of their callbacks (whose
+// registrants make them valid on any CPU).
 unsafe impl Send for TimerHeap {}
 
 impl TimerHeap {
@@ -103,9 +107,7 @@ pub fn run_expired(cpu: &PerCpu) {
         let Some(timer) = timer else { return };
         match timer.action {
             Action::Wake(g) => crate::sched::ready(g),
-            Action::Send(chan) => {
-                let _ = chan.try_send(crate::time::now());
-            }
+            Action::Call { f, arg } => f(arg),
         }
     }
 }
@@ -121,11 +123,12 @@ pub fn sleep_until(when: Duration) {
     crate::sched::park(WaitReason::Sleep, heap.into_parked());
 }
 
-/// Arranges for `chan` to receive the time at `when`, on this CPU.
-pub fn send_at(when: Duration, chan: Chan<Duration>) {
+/// Arranges for `f(arg)` to be called on g0 at `when` (time since boot), on this CPU. `f` must not
+/// block or panic.
+pub fn call_at(when: Duration, f: fn(usize), arg: usize) {
     // As in `sleep_until`, a migration here only changes which CPU fires the timer.
     let cpu = crate::sched::percpu::this_cpu_unchecked();
-    add(cpu, &mut cpu.timers.lock(), when, Action::Send(chan));
+    add(cpu, &mut cpu.timers.lock(), when, Action::Call { f, arg });
 }
 
 /// Gives back the spare capacity of every CPU's timer heap (tests comparing heap use).

@@ -14,15 +14,16 @@
 //!
 //! Invariants, all under the channel lock: a waiter is in at most one queue of this channel
 //! and is linked only while its thread is parked (or about to park); whoever dequeues a waiter
-//! sets its `status` (and value) before readying its thread, and the thread reads them only
-//! after waking. A waiter belonging to a `select!` is claimed first through its shared
+//! sets its `status` (and value) and readies its thread before releasing the lock (one critical
+//! section: a thread that hands over a value can never stop before the wake-up, see
+//! `sync::wake_tests`), and the woken thread reads them only after waking. A waiter belonging to a `select!` is claimed first through its shared
 //! `SelectWait` (compare-and-swap), so one select is completed by one case only.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
 
 use crate::sched::g::{G, WaitReason};
 use crate::sched::percpu::current;
@@ -256,6 +257,22 @@ pub struct ChanInner<T> {
     pub state: SpinLock<ChanState<T>>,
 }
 
+/// A channel that receives the time once, `delay` from now (Go's `time.After`). Closing it before
+/// then is harmless: the timer's delivery is an `offer`.
+pub fn after(delay: Duration) -> Chan<Duration> {
+    let ch = chan(1);
+    let arg = Arc::into_raw(ch.inner.clone()) as usize;
+    crate::sched::timer::call_at(crate::time::now().saturating_add(delay), deliver_time, arg);
+    ch
+}
+
+/// The timer callback of `after` (on g0): offers the time to the channel whose reference it holds.
+fn deliver_time(arg: usize) {
+    // SAFETY: `after` turned exactly this reference into `arg`; it is taken back once, here.
+    let inner = unsafe { Arc::from_raw(arg as *const ChanInner<Duration>) };
+    Chan { inner }.offer(crate::time::now());
+}
+
 /// A channel handle. Clones refer to the same channel.
 pub struct Chan<T> {
     inner: Arc<ChanInner<T>>,
@@ -305,10 +322,10 @@ impl<T> Chan<T> {
         }
         match state.try_send_locked(value) {
             Ok(wake) => {
-                drop(state);
                 if let Some(g) = wake {
                     crate::sched::ready(g);
                 }
+                drop(state);
             }
             Err(value) => {
                 let waiter = Waiter::new(current(), Some(value), None, 0);
@@ -329,12 +346,29 @@ impl<T> Chan<T> {
             drop(state);
             panic_send_closed();
         }
-        let wake = state.try_send_locked(value)?;
-        drop(state);
-        if let Some(g) = wake {
+        if let Some(g) = state.try_send_locked(value)? {
             crate::sched::ready(g);
         }
+        drop(state);
         Ok(())
+    }
+
+    /// Delivers `value` if that is possible without waiting, and drops it if the channel is full
+    /// or closed: never blocks, never panics (for senders on g0, such as timers).
+    pub fn offer(&self, value: T) -> bool {
+        let mut state = self.inner.state.lock();
+        if state.closed {
+            return false;
+        }
+        match state.try_send_locked(value) {
+            Ok(wake) => {
+                if let Some(g) = wake {
+                    crate::sched::ready(g);
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Receives a value, waiting for one; `None` once the channel is closed and drained.
@@ -343,10 +377,10 @@ impl<T> Chan<T> {
         let mut state = self.inner.state.lock();
         match state.try_recv_locked() {
             RecvAttempt::Got(value, wake) => {
-                drop(state);
                 if let Some(g) = wake {
                     crate::sched::ready(g);
                 }
+                drop(state);
                 Some(value)
             }
             RecvAttempt::Closed => None,
@@ -366,10 +400,10 @@ impl<T> Chan<T> {
         let mut state = self.inner.state.lock();
         match state.try_recv_locked() {
             RecvAttempt::Got(value, wake) => {
-                drop(state);
                 if let Some(g) = wake {
                     crate::sched::ready(g);
                 }
+                drop(state);
                 Ok(Some(value))
             }
             RecvAttempt::Closed => Ok(None),
@@ -380,7 +414,6 @@ impl<T> Chan<T> {
     /// Closes the channel: waiting receivers get `None`, waiting senders panic. Panics if
     /// already closed.
     pub fn close(&self) {
-        let mut wake: Vec<&'static G> = Vec::new();
         let mut state = self.inner.state.lock();
         if state.closed {
             drop(state);
@@ -389,16 +422,17 @@ impl<T> Chan<T> {
         state.closed = true;
         while let Some(w) = state.recvq.pop_claimable() {
             w.status.set(Status::Closed);
-            wake.push(w.g);
+            crate::sched::ready(w.g);
         }
         while let Some(w) = state.sendq.pop_claimable() {
             w.status.set(Status::Closed);
-            wake.push(w.g);
+            crate::sched::ready(w.g);
         }
-        drop(state);
-        for g in wake {
-            crate::sched::ready(g);
-        }
+    }
+
+    /// Has the channel been closed?
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.lock().closed
     }
 
     /// Threads parked receiving on this channel (counts the queue: for tests).

@@ -26,7 +26,7 @@ pub enum Rank {
     /// thread's exit state, test data. Waiters are readied with it held, so it comes before the
     /// run queues. Only `select!` holds several, in address order.
     Object = 0,
-    /// A CPU's timer heap (taken by `sleep` and `time::after`, and on g0 to fire timers).
+    /// A CPU's timer heap (taken by `sleep` and `sync::after`, and on g0 to fire timers).
     Timers,
     /// The global run queue and the CPUs' inboxes of pinned threads (taken by `ready`).
     RunQueue,
@@ -100,6 +100,11 @@ impl HeldRanks {
         if rank == Rank::Object {
             self.last_object.set(addr);
         }
+    }
+
+    /// Locks held, of any rank.
+    pub fn total(&self) -> u32 {
+        self.counts.iter().map(|c| u32::from(c.get())).sum()
     }
 
     /// Records that the context released a lock of `rank`.

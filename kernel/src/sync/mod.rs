@@ -11,8 +11,9 @@ pub mod spin;
 mod tests;
 pub mod waitgroup;
 pub mod waitq;
+mod wake_tests;
 
-pub use chan::{Chan, chan};
+pub use chan::{Chan, after, chan};
 pub use mutex::Mutex;
 pub use once::Once;
 pub use waitgroup::WaitGroup;

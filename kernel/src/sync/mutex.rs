@@ -3,11 +3,13 @@
 //! The state word is 0 (unlocked), 1 (locked) or 2 (locked, and threads may be parked). Lock
 //! and unlock are a single atomic instruction each when uncontended, inlined into the caller.
 //! A contended locker spins briefly, then sets the word to 2 under the wait-queue lock and
-//! parks; an unlocker that finds 2 wakes one waiter, which tries again. (A thread holding this
-//! mutex can be preempted and can park: unlike a spin lock it does not raise the
-//! non-preemptible depth.)
+//! parks; an unlocker that finds 2 takes the wait-queue lock, unlocks and readies one waiter
+//! (which tries again) before releasing it -- one critical section, so the unlocker can never
+//! stop between the two (`sync::wake_tests`). (A thread holding this mutex can be preempted and
+//! can park: unlike a spin lock it does not raise the non-preemptible depth.)
 //!
 //! Invariant: if any thread is parked in `waiters`, the state is 2 or a wake-up is on its way.
+//! A thread that dies holding the mutex leaves it locked (there is no unwinding).
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -82,17 +84,38 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// Is the mutex held? (For tests.)
+    pub fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Acquire) != UNLOCKED
+    }
+
+    /// Unlocks the mutex on behalf of a holder that died holding it (Prologue has no unwinding,
+    /// so a dead holder never unlocks).
+    ///
+    /// # Safety
+    /// The holder's guard must never be used again: its thread is dead. For tests.
+    pub unsafe fn unlock_for_dead_holder(&self) {
+        self.unlock();
+    }
+
+    /// Are threads parked waiting for the mutex? (For tests.)
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.lock().is_empty()
+    }
+
     #[inline(always)]
     fn unlock(&self) {
-        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
-            self.wake_one();
+        if self.state.compare_exchange(LOCKED, UNLOCKED, Ordering::Release, Ordering::Relaxed).is_err() {
+            self.unlock_contended();
         }
     }
 
+    /// Unlocks a mutex that may have parked waiters, and readies one, under the wait-queue lock.
     #[inline(never)]
-    fn wake_one(&self) {
-        let next = self.waiters.lock().pop();
-        if let Some(g) = next {
+    fn unlock_contended(&self) {
+        let mut waiters = self.waiters.lock();
+        self.state.store(UNLOCKED, Ordering::Release);
+        if let Some(g) = waiters.pop() {
             crate::sched::ready(g);
         }
     }

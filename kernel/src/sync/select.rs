@@ -50,11 +50,13 @@ pub trait Case {
     /// # Safety
     /// Held through `lock`.
     unsafe fn unlock(&self);
-    /// Releases it on behalf of parked thread `owner` (from g0; `park` fixes the lock count).
+    /// Settles parked thread `owner`'s count of this lock (from g0, before `release_parked`).
+    fn settle_parked_rank(&self, owner: &G);
+    /// Releases it on behalf of the parked thread (from g0; `park` fixes the lock count).
     ///
     /// # Safety
-    /// Held through `lock` by `owner`, which is parked now.
-    unsafe fn release_parked(&self, owner: &G);
+    /// Held through `lock` by the thread now parked, whose counts are settled.
+    unsafe fn release_parked(&self);
     /// With the lock held: completes the operation if it can be done now.
     fn try_now(&mut self) -> Poll;
     /// With the lock held: parks a waiter for this case (it must not move until dequeued).
@@ -81,9 +83,13 @@ macro_rules! chan_case_locking {
             unsafe { self.chan.raw().state.unlock_raw() }
         }
 
-        unsafe fn release_parked(&self, owner: &G) {
+        fn settle_parked_rank(&self, owner: &G) {
+            self.chan.raw().state.settle_parked_rank(owner);
+        }
+
+        unsafe fn release_parked(&self) {
             // SAFETY: forwarded contract.
-            unsafe { self.chan.raw().state.unlock_parked(owner) }
+            unsafe { self.chan.raw().state.release_for_parked() }
         }
     };
 }
@@ -246,9 +252,13 @@ impl ParkUnlock for LockSet<'_, '_> {
     }
 
     unsafe fn unlock_parked(&self, owner: &G) {
+        // Every count first: the owner may run again as soon as one of the locks is free.
+        for &i in &self.order[..self.len] {
+            self.cases[i].settle_parked_rank(owner);
+        }
         for &i in self.order[..self.len].iter().rev() {
-            // SAFETY: the parked thread locked these with `lock`.
-            unsafe { self.cases[i].release_parked(owner) };
+            // SAFETY: the parked thread locked these with `lock`; its counts are settled.
+            unsafe { self.cases[i].release_parked() };
         }
     }
 }
@@ -279,10 +289,10 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> Option<usize> {
         // SAFETY: see above.
         match unsafe { (*cases_ptr)[i].try_now() } {
             Poll::Ready(wake) => {
-                locks.unlock();
                 if let Some(g) = wake {
                     crate::sched::ready(g);
                 }
+                locks.unlock();
                 return Some(i);
             }
             Poll::SendOnClosed => {
@@ -358,7 +368,7 @@ macro_rules! __select_parse {
 #[macro_export]
 macro_rules! __select_emit {
     ([$(($kind:ident $i:tt ($ch:expr) ($($value:expr)?) ($($pat:tt)*) $body:block))*] $has_default:tt $default:block) => {{
-        // Borrow each channel in this `let` so that temporaries (`time::after(..)`) live on.
+        // Borrow each channel in this `let` so that temporaries (`sync::after(..)`) live on.
         let __chans = ($(&$ch,)*);
         let mut __cases = ($($crate::__select_case!(new $kind (__chans.$i) $($value)?),)*);
         let __chosen = {

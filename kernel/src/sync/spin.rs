@@ -89,6 +89,22 @@ impl<T> SpinLock<T> {
         unsafe { &mut *self.inner.as_mut_ptr() }
     }
 
+    /// Settles parked thread `owner`'s count of this lock, which g0 is about to release for it
+    /// (`release_for_parked`). Must come before the release: once the lock is free, the owner may
+    /// run again on another CPU, and then only the owner may touch its counts.
+    pub fn settle_parked_rank(&self, owner: &G) {
+        rank_release(owner, self.rank);
+    }
+
+    /// Releases the lock for a parked thread, whose counts are settled already.
+    ///
+    /// # Safety
+    /// The parked thread holds the lock without a guard, and `settle_parked_rank` ran.
+    pub unsafe fn release_for_parked(&self) {
+        // SAFETY: by the contract.
+        unsafe { self.inner.force_unlock() };
+    }
+
     /// Releases the lock without a guard.
     ///
     /// # Safety
@@ -116,7 +132,8 @@ pub trait ParkUnlock {
     fn lock_count(&self) -> u32;
 
     /// Releases the lock(s) that parked thread `owner` held (their guards given up with
-    /// `into_parked` or `lock_raw`), and `owner`'s count of them.
+    /// `into_parked` or `lock_raw`), and `owner`'s count of them -- the count before each lock:
+    /// the owner may run again as soon as a lock it waits on is free.
     ///
     /// # Safety
     /// The locks must be held by `owner` without live guards, and `owner` must be parked.
@@ -131,9 +148,9 @@ impl<T> ParkUnlock for SpinLock<T> {
 
     #[inline]
     unsafe fn unlock_parked(&self, owner: &G) {
-        // SAFETY: by the contract the lock is held and its guard is gone.
-        unsafe { self.inner.force_unlock() };
-        rank_release(owner, self.rank);
+        self.settle_parked_rank(owner);
+        // SAFETY: by the contract the lock is held and its guard is gone; the count is settled.
+        unsafe { self.release_for_parked() };
     }
 }
 

@@ -192,13 +192,13 @@ ktest! {
 }
 
 ktest! {
-    /// A receive with a timeout (select! with `time::after`) gives up after the timeout.
+    /// A receive with a timeout (select! with `sync::after`) gives up after the timeout.
     fn timeout_fires() {
         let never: Chan<u32> = chan(0);
         let start = crate::time::now();
         let timed_out = crate::select! {
             recv(never) -> _ => false,
-            recv(crate::time::after(Duration::from_millis(20))) -> _ => true,
+            recv(crate::sync::after(Duration::from_millis(20))) -> _ => true,
         };
         let waited = crate::time::now() - start;
         assert!(timed_out, "nothing was sent, so the timeout must win");

@@ -1,8 +1,9 @@
 //! `WaitGroup` (Go's `sync.WaitGroup`): wait until a counter of outstanding tasks is zero.
 //!
-//! `add(n)` before starting tasks, `done()` as each finishes, `wait()` parks until zero. The
-//! waiters' queue is checked and the count tested under one lock; `done` takes that lock to
-//! wake them after the count reached zero, so a wake-up cannot slip between test and park.
+//! `add(n)` before starting tasks, `done()` as each finishes, `wait()` parks until zero. The count
+//! changes and is tested under the wait-queue lock, and the change that brings it to zero readies
+//! the waiters before that lock is released: a wake-up cannot slip between test and park, and the
+//! last `done` cannot stop between the count and the wake-ups.
 
 use core::sync::atomic::{AtomicI64, Ordering};
 
@@ -29,10 +30,14 @@ impl WaitGroup {
 
     /// Adds `n` outstanding tasks (may be negative). Panics if the count goes below zero.
     pub fn add(&self, n: i64) {
-        let now = self.count.fetch_add(n, Ordering::AcqRel) + n;
-        assert!(now >= 0, "WaitGroup counter went negative");
+        let mut waiters = self.waiters.lock();
+        let now = self.count.load(Ordering::Relaxed) + n;
+        if now < 0 {
+            drop(waiters);
+            panic!("WaitGroup counter went negative");
+        }
+        self.count.store(now, Ordering::Release);
         if now == 0 {
-            let mut waiters = self.waiters.lock();
             while let Some(g) = waiters.pop() {
                 crate::sched::ready(g);
             }
@@ -42,6 +47,16 @@ impl WaitGroup {
     /// One task finished.
     pub fn done(&self) {
         self.add(-1);
+    }
+
+    /// The number of outstanding tasks.
+    pub fn count(&self) -> i64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Are threads parked in `wait`? (For tests.)
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.lock().is_empty()
     }
 
     /// Parks until the count is zero.

@@ -45,6 +45,11 @@ impl WaitQueue {
         self.tail = node;
     }
 
+    /// Is no thread queued?
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
     /// The first waiting thread, unlinked.
     pub fn pop(&mut self) -> Option<&'static G> {
         if self.head.is_null() {
