@@ -2,6 +2,7 @@
 //! tests (`cargo test`): build a kernel variant, make a BIOS or UEFI disk image, run it in
 //! QEMU, and judge the outcome from the kernel's own output and QEMU's exit status.
 
+pub mod against;
 pub mod bench;
 pub mod host;
 pub mod image;

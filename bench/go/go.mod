@@ -1,0 +1,3 @@
+module prologue-bench
+
+go 1.19
