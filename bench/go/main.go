@@ -14,9 +14,10 @@
 // settle, and then the measured run follows. Nothing is printed until every benchmark is done,
 // so no console output ever falls inside a timed region. Each result is one line
 //
-//	bench NAME: TOTAL instructions / N ops = X.Y instructions/op
+//	bench NAME: TOTAL instructions / N THINGS = X.Y instructions/THING
 //
-// (TOTAL is the raw rdtsc delta), and the last line is `bench: done`. A benchmark whose check
+// (TOTAL is the raw rdtsc delta; THINGS is what the kernel's benchmark of the same name counts),
+// and the last line is `bench: done`. A benchmark whose check
 // fails prints a line starting with `FAILURE:` instead of its result.
 package main
 
@@ -51,10 +52,10 @@ const (
 // output collects the report, printed at the end.
 var output strings.Builder
 
-// report records a result: total instructions over ops operations.
-func report(name string, total uint64, ops int) {
-	fmt.Fprintf(&output, "bench %s: %d instructions / %d ops = %.1f instructions/op\n",
-		name, total, ops, float64(total)/float64(ops))
+// report records a result: total instructions over n things (thing in the singular).
+func report(name string, total uint64, n int, things, thing string) {
+	fmt.Fprintf(&output, "bench %s: %d instructions / %d %s = %.1f instructions/%s\n",
+		name, total, n, things, float64(total)/float64(n), thing)
 }
 
 // fail records a failed check instead of a result.
@@ -327,24 +328,24 @@ func drainConsole() {
 func main() {
 	runtime.GOMAXPROCS(1)
 
-	report("spawn_join", measure(nSpawnJoin, spawnJoin), nSpawnJoin)
+	report("spawn_join", measure(nSpawnJoin, spawnJoin), nSpawnJoin, "threads", "thread")
 	yield(nYield / 10)
 	settle()
 	if total, switches := yield(nYield); switches > 0 {
-		report("yield", total, switches)
+		report("yield", total, switches, "switches", "switch")
 	}
-	report("chan_unbuffered_round_trip", measure(nRoundTrip, roundTrip), nRoundTrip)
-	report("chan_buffered_send_recv", measure(nBufSendRecv, bufferedSendRecv), nBufSendRecv)
-	report("chan_buffered_pipeline", measure(nPipeline, pipeline), nPipeline)
-	report("mutex_uncontended", measure(nUncontended, uncontended), nUncontended)
+	report("chan_unbuffered_round_trip", measure(nRoundTrip, roundTrip), nRoundTrip, "round-trips", "round-trip")
+	report("chan_buffered_send_recv", measure(nBufSendRecv, bufferedSendRecv), nBufSendRecv, "values", "value")
+	report("chan_buffered_pipeline", measure(nPipeline, pipeline), nPipeline, "values", "value")
+	report("mutex_uncontended", measure(nUncontended, uncontended), nUncontended, "lock-unlocks", "lock-unlock")
 
 	contended(nContended / 10)
 	settle()
 	if total, acquisitions := contended(nContended); acquisitions > 0 {
-		report("mutex_contended", total, acquisitions)
+		report("mutex_contended", total, acquisitions, "acquisitions", "acquisition")
 	}
 
-	report("select_two_ready", measure(nSelect, selectTwoReady), nSelect)
+	report("select_two_ready", measure(nSelect, selectTwoReady), nSelect, "selects", "select")
 
 	output.WriteString("bench: done\n")
 	os.Stdout.WriteString(output.String())

@@ -14,9 +14,10 @@
  * the kernel's caches fill), then the measured run follows. Nothing is printed until every
  * benchmark is done, so no console output falls inside a timed region. Each result is one line
  *
- *     bench NAME: TOTAL instructions / N ops = X.Y instructions/op
+ *     bench NAME: TOTAL instructions / N THINGS = X.Y instructions/THING
  *
- * (TOTAL is the raw TSC delta), and the last line is `bench: done`. A benchmark whose check
+ * (TOTAL is the raw TSC delta; THINGS is what the kernel's benchmark of the same name counts),
+ * and the last line is `bench: done`. A benchmark whose check
  * fails prints a line starting with `FAILURE:` instead of its result.
  */
 #define _GNU_SOURCE
@@ -51,11 +52,11 @@ static void append(const char *text) {
     }
 }
 
-/* Records a result: total instructions over ops operations. */
-static void report(const char *name, unsigned long long total, long ops) {
+/* Records a result: total instructions over n things (thing in the singular). */
+static void report(const char *name, unsigned long long total, long n, const char *things, const char *thing) {
     char line[256];
-    snprintf(line, sizeof line, "bench %s: %llu instructions / %ld ops = %.1f instructions/op\n", name, total,
-             ops, (double)total / (double)ops);
+    snprintf(line, sizeof line, "bench %s: %llu instructions / %ld %s = %.1f instructions/%s\n", name, total, n,
+             things, (double)total / (double)n, thing);
     append(line);
 }
 
@@ -318,26 +319,26 @@ int main(void) {
     }
 
     spawn_join(N_SPAWN_JOIN / 10);
-    report("spawn_join", spawn_join(N_SPAWN_JOIN), N_SPAWN_JOIN);
+    report("spawn_join", spawn_join(N_SPAWN_JOIN), N_SPAWN_JOIN, "threads", "thread");
 
     long switches;
     yield(N_YIELD / 10, &switches);
     unsigned long long total = yield(N_YIELD, &switches);
     if (switches > 0) {
-        report("yield", total, switches);
+        report("yield", total, switches, "switches", "switch");
     }
 
     round_trip(N_ROUND_TRIP / 10);
-    report("chan_unbuffered_round_trip", round_trip(N_ROUND_TRIP), N_ROUND_TRIP);
+    report("chan_unbuffered_round_trip", round_trip(N_ROUND_TRIP), N_ROUND_TRIP, "round-trips", "round-trip");
 
     uncontended(N_UNCONTENDED / 10);
-    report("mutex_uncontended", uncontended(N_UNCONTENDED), N_UNCONTENDED);
+    report("mutex_uncontended", uncontended(N_UNCONTENDED), N_UNCONTENDED, "lock-unlocks", "lock-unlock");
 
     long acquisitions;
     contended(N_CONTENDED / 10, &acquisitions);
     total = contended(N_CONTENDED, &acquisitions);
     if (acquisitions > 0) {
-        report("mutex_contended", total, acquisitions);
+        report("mutex_contended", total, acquisitions, "acquisitions", "acquisition");
     }
 
     append("bench: done\n");

@@ -3,7 +3,8 @@
 //! The kernel is built for `x86_64-unknown-none` with `-Z build-std` (so the prologue hook is in
 //! `core` and `alloc` too), by running cargo on the kernel crate. A variant is a profile
 //! (`kernel` debug, `kernel-release`, or `kernel-plain`: release without the prologue hook, for
-//! comparisons) plus cargo features; each variant gets its own target directory, so switching
+//! comparisons; `kernel-plain-fp`: the same with frame pointers, which the hook forces on the
+//! other builds, so that the hook's cost can be told from theirs) plus cargo features; each variant gets its own target directory, so switching
 //! between variants does not rebuild, and a nested build never waits for the lock of the cargo
 //! process that runs the tests.
 
@@ -24,6 +25,8 @@ pub struct Variant {
     pub features: Vec<String>,
     /// Build without `-Z instrument-mcount` (release only): the baseline for overhead figures.
     pub plain: bool,
+    /// With `plain`: keep frame pointers anyway (the instrumented builds always have them).
+    pub frame_pointers: bool,
 }
 
 impl Variant {
@@ -39,10 +42,11 @@ impl Variant {
 
     /// The cargo profile.
     pub fn profile(&self) -> &'static str {
-        match (self.plain, self.release) {
-            (true, _) => "kernel-plain",
-            (false, true) => "kernel-release",
-            (false, false) => "kernel",
+        match (self.plain, self.frame_pointers, self.release) {
+            (true, true, _) => "kernel-plain-fp",
+            (true, false, _) => "kernel-plain",
+            (false, _, true) => "kernel-release",
+            (false, _, false) => "kernel",
         }
     }
 
@@ -67,6 +71,9 @@ pub fn workspace_root() -> PathBuf {
 pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
     if variant.plain && !variant.release {
         bail!("the uninstrumented (plain) kernel exists only as a release build");
+    }
+    if variant.frame_pointers && !variant.plain {
+        bail!("frame pointers are a choice only for the uninstrumented (plain) build: the hook forces them");
     }
     let root = workspace_root();
     let target_dir = root.join("target").join("kernel").join(variant.name());

@@ -4,6 +4,7 @@
 
 pub mod against;
 pub mod bench;
+pub mod figures;
 pub mod host;
 pub mod image;
 pub mod kernel;

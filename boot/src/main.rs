@@ -39,6 +39,9 @@ struct Opts {
     /// Build the kernel without the prologue hook (with --release; for overhead comparisons).
     #[arg(long, global = true)]
     plain: bool,
+    /// With --plain: keep frame pointers (the hooked builds always have them).
+    #[arg(long, global = true)]
+    frame_pointers: bool,
     /// Cargo features of the kernel, comma-separated (e.g. always-preempt).
     #[arg(long, global = true, value_delimiter = ',')]
     features: Vec<String>,
@@ -78,7 +81,7 @@ enum Command {
         inject: Option<String>,
     },
     /// Run the benchmarks on release builds, instruction-counted (-icount), and compare the
-    /// instrumented, plain and always-preempt builds.
+    /// instrumented, plain (with and without frame pointers) and always-preempt builds.
     Bench {
         /// Benchmarks to run, comma-separated, or all (list: bench=list on the kernel).
         #[arg(default_value = "all")]
@@ -86,13 +89,26 @@ enum Command {
         /// Only the instrumented build (no plain / always-preempt comparison).
         #[arg(long)]
         no_compare: bool,
+        /// Also measure the same operations in Go and/or with Linux pthreads (go, linux, or both,
+        /// comma-separated), in the same QEMU with the same -icount.
+        #[arg(long, value_delimiter = ',', value_parser = parse_anchor)]
+        against: Vec<boot::against::Anchor>,
         /// Where to write the JSON results (default target/bench.json).
         #[arg(long)]
         json: Option<std::path::PathBuf>,
-        /// Also write the Markdown table to this file.
+        /// Also write the whole benchmarks document (docs/benchmarks.md) to this file.
         #[arg(long)]
         markdown: Option<std::path::PathBuf>,
     },
+}
+
+/// `--against` names: `go` or `linux`.
+fn parse_anchor(name: &str) -> Result<boot::against::Anchor, String> {
+    match name {
+        "go" => Ok(boot::against::Anchor::Go),
+        "linux" => Ok(boot::against::Anchor::LinuxPthreads),
+        other => Err(format!("no comparison program '{other}' (expected go or linux)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -124,11 +140,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             (words, Some(seconds * 4 + 120), false)
         }
-        Command::Bench { which, no_compare, json, markdown } => {
+        Command::Bench { which, no_compare, against, json, markdown } => {
             // Benchmarks build and boot their own kernels (release builds, -icount).
             let options = boot::bench::Options {
                 which: which.clone(),
                 compare: !no_compare,
+                against: against.clone(),
                 json: json.clone(),
                 markdown: markdown.clone(),
             };
@@ -136,7 +153,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let variant = Variant { release: opts.release, features: opts.features.clone(), plain: opts.plain };
+    let variant = Variant {
+        release: opts.release,
+        features: opts.features.clone(),
+        plain: opts.plain,
+        frame_pointers: opts.frame_pointers,
+    };
     let elf = kernel::build(&variant, false)?;
     let firmware = if opts.uefi { Firmware::Uefi } else { Firmware::Bios };
     let image = image::make(&elf, firmware)?;

@@ -119,7 +119,6 @@ extern "C" fn kernel_main(_: usize) -> ! {
     let tsc_hz = arch::apic::calibrate();
     time::init(tsc_hz);
     sched::preempt::configure(cmdline.preempt, cmdline.quantum_ms);
-    sched::vcpu_share::configure(cmdline.vcpu_share, tsc_hz);
 
     let usable: u64 =
         boot_info.memory_regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable).map(|r| r.end - r.start).sum();
@@ -139,6 +138,8 @@ extern "C" fn kernel_main(_: usize) -> ! {
         }
         arch::ap::start_all(list, cmdline.crash == Some(crash::Crash::StuckCpu));
     }
+    let online = percpu::CPUS_ONLINE.load(Ordering::Relaxed);
+    sched::vcpu_share::configure(cmdline.vcpu_share && online > 1, tsc_hz);
     println!(
         "Prologue {VERSION}: {cpus_found} CPU(s) in the MADT, {} online, {} MiB usable memory",
         percpu::CPUS_ONLINE.load(Ordering::Relaxed),

@@ -26,10 +26,18 @@
 //! - the `Mutex`-protected counter equals the atomic tally of its increments;
 //! - every thread returns: workers, lane and queue threads, and every child (joined, `Ok`);
 //! - no thread starves: a watched thread whose progress tick has not moved for 3 s while the
-//!   run goes on is named, with what it was doing;
+//!   run goes on is named, with what it was doing (progress is something done: a message sent
+//!   or received, an item pushed or popped, an operation completed -- never a wake-up or a
+//!   timeout);
+//! - no wake-up is lost: at the end, once the producers have stopped, the consumers must receive
+//!   everything sent within 3 s, before the lanes and the queue are closed (a close would wake a
+//!   consumer stuck for ever); and a lane consumer whose `select!` timed out although a message had
+//!   been sent to it before the deadline reports it at once (the timeout would hide it);
 //! - values come back intact: children's results, echoes, heap blocks, stack frames;
 //! - at the end, with everything joined and dropped, live threads, frames and heap are back
-//!   to what they were at the start (`ktest::baseline`, compared here without panicking).
+//!   to what they were at the start (`ktest::baseline`, compared here without panicking);
+//! - the run did its work: enough operations of every kind, asynchronous preemptions of the
+//!   call-free loops (with `preempt=async`), steals between CPUs (with more than one).
 //!
 //! Reproducibility: every thread draws its choices from its own wyrand PRNG, seeded from the
 //! run's `seed=` and the thread's stream number, so a seed fixes what each thread does (though
@@ -46,6 +54,8 @@
 //!   item in between, and the pop finds nothing.
 //! - `non-atomic-counter`: the shared counter is incremented as `load; call; store` without the
 //!   mutex; an update made in between by another thread is lost, and the final count is short.
+//! - `lost-wakeup`: a queue producer unregisters a waiting consumer but forgets its token; the
+//!   consumer waits for ever (the watchdog, or the drain check at the end, names it).
 //!
 //! Rejected designs:
 //! - Pinning workers to CPUs (`spawn_on`): it would keep migration and stealing out of the test.
@@ -89,6 +99,10 @@ const WATCH_PERIOD: Duration = Duration::from_millis(100);
 const STATUS_PERIOD: Duration = Duration::from_millis(2500);
 /// How long the shutdown may take once the threads are told to stop.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+/// How long the consumers may take, once the producers have stopped, to receive everything that
+/// was sent (before the lanes and the queue are closed, which would rescue a consumer whose
+/// wake-up was lost).
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// Deepest recursion, in bytes of stack (less if the stack reservation is small).
 const RECURSION_MAX: usize = 150 * 1024;
 /// Stack a recursing thread keeps free below its deepest frame, for its other frames.
@@ -109,10 +123,11 @@ const HEAP_SLOTS: usize = 8;
 enum Bug {
     MissingRecheck,
     NonAtomicCounter,
+    LostWakeup,
 }
 
 /// Every planted bug: its `inject=` name, and what it does.
-const BUGS: [(Bug, &str, &str); 2] = [
+const BUGS: [(Bug, &str, &str); 3] = [
     (
         Bug::MissingRecheck,
         "missing-recheck",
@@ -122,6 +137,11 @@ const BUGS: [(Bug, &str, &str); 2] = [
         Bug::NonAtomicCounter,
         "non-atomic-counter",
         "the shared counter is incremented as load; call; store, without its mutex",
+    ),
+    (
+        Bug::LostWakeup,
+        "lost-wakeup",
+        "a work-queue producer unregisters a waiting consumer but forgets to send it its token",
     ),
 ];
 
@@ -358,6 +378,8 @@ struct Shared {
     /// Increments of `counter`, counted atomically: the exact answer.
     tally: AtomicU64,
     queue: WorkQueue,
+    /// One per lane.
+    lanes: Vec<LaneWatch>,
     /// Deepest recursion, in bytes.
     recursion_max: usize,
 }
@@ -440,6 +462,11 @@ struct WorkQueue {
     state: Mutex<QueueState>,
     item_ready: Chan<()>,
     room_ready: Chan<()>,
+    /// Items pushed and popped so far (for the drain check at the end).
+    pushed: AtomicU64,
+    popped: AtomicU64,
+    /// The planted `lost-wakeup` bug.
+    lose_wakeups: bool,
 }
 
 /// What a pop found.
@@ -452,7 +479,7 @@ enum Pop {
 }
 
 impl WorkQueue {
-    fn new(producers: usize, consumers: usize) -> WorkQueue {
+    fn new(producers: usize, consumers: usize, lose_wakeups: bool) -> WorkQueue {
         WorkQueue {
             state: Mutex::new(QueueState {
                 items: VecDeque::with_capacity(QUEUE_CAPACITY),
@@ -462,6 +489,9 @@ impl WorkQueue {
             }),
             item_ready: chan(consumers),
             room_ready: chan(producers),
+            pushed: AtomicU64::new(0),
+            popped: AtomicU64::new(0),
+            lose_wakeups,
         }
     }
 
@@ -475,42 +505,42 @@ impl WorkQueue {
             state = self.state.lock();
         }
         state.items.push_back(item);
+        self.pushed.fetch_add(1, Ordering::Relaxed);
         let wake = state.hungry > 0;
         if wake {
             state.hungry -= 1;
         }
         drop(state);
-        if wake {
+        // The planted bug forgets the token: the consumer it unregistered waits for ever.
+        if wake && !self.lose_wakeups {
             self.item_ready.send(());
         }
     }
 
-    /// Waits for a token on `item_ready`; returns with the mutex held again. `progress` ticks
-    /// on every wake-up (the thread runs, even if it finds nothing).
-    fn wait_for_item<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, QueueState>,
-        progress: &Slot,
-    ) -> MutexGuard<'a, QueueState> {
+    /// Waits for a token on `item_ready`; returns with the mutex held again. (Being woken is no
+    /// progress: the watchdog sees a consumer's progress only when it pops an item.)
+    fn wait_for_item<'a>(&'a self, mut state: MutexGuard<'a, QueueState>) -> MutexGuard<'a, QueueState> {
         state.hungry += 1;
         drop(state);
         self.item_ready.recv();
-        progress.tick();
         self.state.lock()
     }
 
     /// Takes the oldest item, waiting while the queue is empty and open. With `recheck` false
     /// (the planted bug) it waits at most once and then pops whatever it finds.
-    fn pop(&self, recheck: bool, progress: &Slot) -> Pop {
+    fn pop(&self, recheck: bool) -> Pop {
         let mut state = self.state.lock();
         if recheck {
             while state.items.is_empty() && !state.closed {
-                state = self.wait_for_item(state, progress);
+                state = self.wait_for_item(state);
             }
         } else if state.items.is_empty() && !state.closed {
-            state = self.wait_for_item(state, progress);
+            state = self.wait_for_item(state);
         }
         let item = state.items.pop_front();
+        if item.is_some() {
+            self.popped.fetch_add(1, Ordering::Relaxed);
+        }
         let closed = state.closed;
         let wake = item.is_some() && state.blocked > 0;
         if wake {
@@ -587,7 +617,7 @@ fn queue_consumer(shared: &Shared, index: usize, slot: &Slot) -> [Tally; QUEUE_P
     let mut got = [Tally::default(); QUEUE_PRODUCERS];
     let mut last: [Option<u64>; QUEUE_PRODUCERS] = [None; QUEUE_PRODUCERS];
     loop {
-        match shared.queue.pop(recheck, slot) {
+        match shared.queue.pop(recheck) {
             Pop::Item((producer, seq)) => {
                 if producer >= QUEUE_PRODUCERS {
                     shared.fail(format!(
@@ -624,6 +654,34 @@ fn queue_consumer(shared: &Shared, index: usize, slot: &Slot) -> [Tally; QUEUE_P
 /// A lane message: (producer, sequence number).
 type Msg = (usize, u64);
 
+/// What a lane's threads publish for the checks: when each producer's sends completed, and how
+/// many messages the consumer received.
+#[derive(Default)]
+struct LaneWatch {
+    /// Per producer: messages whose `send` has returned, and when the last one did (`time::now`
+    /// in nanoseconds; written before the count, so a reader that sees the count sees a time at
+    /// least that late).
+    completed: [AtomicU64; LANE_PRODUCERS_MAX],
+    completed_at: [AtomicU64; LANE_PRODUCERS_MAX],
+    /// Messages the consumer has received.
+    received: AtomicU64,
+}
+
+impl LaneWatch {
+    /// Producer `producer`'s message `seq` has been sent.
+    fn sent(&self, producer: usize, seq: u64) {
+        self.completed_at[producer].store(now().as_nanos() as u64, Ordering::Relaxed);
+        self.completed[producer].store(seq + 1, Ordering::Release);
+    }
+
+    /// Had message `seq` of `producer` been sent before `deadline`? `false` if that is not known
+    /// (yet): the answer errs only towards "no".
+    fn sent_before(&self, producer: usize, seq: u64, deadline: Duration) -> bool {
+        self.completed[producer].load(Ordering::Acquire) > seq
+            && Duration::from_nanos(self.completed_at[producer].load(Ordering::Relaxed)) < deadline
+    }
+}
+
 /// A lane's shape, decided by its number.
 fn lane_shape(lane: usize) -> (usize, usize) {
     let capacity = [0, 1, 8][lane % 3];
@@ -632,7 +690,7 @@ fn lane_shape(lane: usize) -> (usize, usize) {
 }
 
 /// Sends numbered messages until the run stops; returns how many it sent.
-fn lane_producer(shared: &Shared, ch: &Chan<Msg>, producer: usize, slot: &Slot, mut rng: Rng) -> u64 {
+fn lane_producer(shared: &Shared, lane: usize, ch: &Chan<Msg>, producer: usize, slot: &Slot, mut rng: Rng) -> u64 {
     let mut seq = 0;
     while !shared.stopped() {
         let msg = (producer, seq);
@@ -643,15 +701,17 @@ fn lane_producer(shared: &Shared, ch: &Chan<Msg>, producer: usize, slot: &Slot, 
                 }
             }
             1 => loop {
-                // A send with a timeout: on timeout the message was not sent, and goes again.
+                // A send with a timeout: on timeout the message was not sent, and goes again
+                // (a timeout is no progress).
                 let patience = rng.micros(1000);
                 crate::select! {
                     send(ch, msg) => break,
-                    recv(after(patience)) -> _ => slot.tick(),
+                    recv(after(patience)) -> _ => {}
                 }
             },
             _ => ch.send(msg),
         }
+        shared.lanes[lane].sent(producer, seq);
         seq += 1;
         slot.tick();
         if rng.one_in(8) {
@@ -665,15 +725,25 @@ fn lane_producer(shared: &Shared, ch: &Chan<Msg>, producer: usize, slot: &Slot, 
 /// how many it received from each producer.
 fn lane_consumer(shared: &Shared, lane: usize, ch: &Chan<Msg>, slot: &Slot, mut rng: Rng) -> [u64; LANE_PRODUCERS_MAX] {
     let (capacity, producers) = lane_shape(lane);
+    let watch = &shared.lanes[lane];
     let mut expected = [0u64; LANE_PRODUCERS_MAX];
     loop {
         // `None`: nothing yet (a timeout, or a receive that would wait); `Some(None)`: closed.
         let got: Option<Option<Msg>> = match rng.below(3) {
             0 => Some(ch.recv()),
-            1 => crate::select! {
-                recv(ch) -> msg => Some(msg),
-                recv(after(rng.micros(1000))) -> _ => None,
-            },
+            1 => {
+                let patience = rng.micros(1000);
+                // No later than the timer's own deadline (`after` reads the clock after this).
+                let deadline = now() + patience;
+                let parks = crate::sched::percpu::current().parks.load(Ordering::Relaxed);
+                crate::select! {
+                    recv(ch) -> msg => Some(msg),
+                    recv(after(patience)) -> _ => {
+                        let parked = crate::sched::percpu::current().parks.load(Ordering::Relaxed) != parks;
+                        check_timed_out_receive(shared, lane, ch, deadline, parked)
+                    }
+                }
+            }
             _ => match ch.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(()) => {
@@ -682,9 +752,10 @@ fn lane_consumer(shared: &Shared, lane: usize, ch: &Chan<Msg>, slot: &Slot, mut 
                 }
             },
         };
-        slot.tick();
         let Some(msg) = got else { continue };
         let Some((producer, seq)) = msg else { return expected };
+        watch.received.fetch_add(1, Ordering::Relaxed);
+        slot.tick();
         if producer >= producers {
             shared.fail(format!("lane {lane}: a message from producer {producer}, but the lane has {producers}"));
             continue;
@@ -701,6 +772,36 @@ fn lane_consumer(shared: &Shared, lane: usize, ch: &Chan<Msg>, slot: &Slot, mut 
         expected[producer] = seq + 1;
         shared.count(Kind::Lane);
     }
+}
+
+/// After a lane consumer's `select!` timed out (its deadline `deadline`; `parked`: the select
+/// waited): takes a message if one is there now, and checks it was not sent before the deadline.
+/// A select that parked found nothing ready, so its waiter was queued on the channel before the
+/// timer fired; the consumer is the lane's only receiver: a send completed before the deadline
+/// found that waiter and beat the timer to the select, which could then not have timed out --
+/// unless the wake-up was lost. (Timeouts would otherwise hide a lost wake-up: the consumer just
+/// takes the message on its next try.) A select that did not park found its timer already due and
+/// may have picked it at random over a waiting message: no check then.
+fn check_timed_out_receive(
+    shared: &Shared,
+    lane: usize,
+    ch: &Chan<Msg>,
+    deadline: Duration,
+    parked: bool,
+) -> Option<Option<Msg>> {
+    let msg = ch.try_recv().ok()?;
+    if let Some((producer, seq)) = msg
+        && parked
+        && producer < LANE_PRODUCERS_MAX
+        && shared.lanes[lane].sent_before(producer, seq, deadline)
+    {
+        shared.fail(format!(
+            "lane {lane}: the consumer's select timed out at {:.3} ms although message {seq} of producer {producer} \
+             had been sent to it before then: a lost wake-up",
+            deadline.as_secs_f64() * 1000.0
+        ));
+    }
+    Some(msg)
 }
 
 // ---- worker operations ----
@@ -1164,6 +1265,10 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
         );
         exit(ExitCode::Failure);
     }
+    if let Err(reason) = check_work(&summary, seconds, cpus) {
+        crate::println!("stress: FAILURE: {reason}");
+        exit(ExitCode::Failure);
+    }
     let Summary { elapsed, ops, counter, during: t } = summary;
     let mut line = format!("stress: SUCCESS ({:.1} s, {} ops:", elapsed.as_secs_f64(), ops.iter().sum::<u64>());
     for kind in Kind::ALL {
@@ -1171,16 +1276,49 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
     }
     crate::println!(
         "{line}; counter {counter} exact; {} spawns, {} switches, preemptions coop/async/deferred {}/{}/{}, \
-         steals {}, stack growths {}; threads joined, memory back to baseline)",
+         steals {}, stack growths {}; threads joined; memory: frames {} before, {} after; heap {} bytes before, \
+         {} after)",
         t.spawns,
         t.switches,
         t.preempt_coop,
         t.preempt_async,
         t.preempt_deferred,
         t.steals,
-        t.stack_growths
+        t.stack_growths,
+        base.frames_used,
+        end.frames_used,
+        base.heap_used,
+        end.heap_used
     );
     exit(ExitCode::Success)
+}
+
+/// Operations a run must complete per second at least: a run that hardly ran proves nothing.
+const MIN_OPS_PER_SECOND: u64 = 500;
+
+/// Did the run do the work it is there to do? Enough operations, of every kind (runs of 2 s and
+/// more); asynchronous preemptions of its call-free loops (with `preempt=async`, 2 s and more);
+/// threads stolen between CPUs (with more than one).
+fn check_work(summary: &Summary, seconds: u64, cpus: usize) -> Result<(), String> {
+    let total: u64 = summary.ops.iter().sum();
+    if total < MIN_OPS_PER_SECOND * seconds {
+        return Err(format!("only {total} operations in {seconds} s: the run hardly ran"));
+    }
+    if seconds >= 2 {
+        if let Some((kind, _)) = MIX.iter().find(|(kind, _)| summary.ops[*kind as usize] == 0) {
+            return Err(format!("no '{}' operation completed in {seconds} s", kind.name()));
+        }
+        if crate::sched::preempt::mode() == crate::sched::preempt::Mode::Async && summary.during.preempt_async == 0 {
+            return Err(format!(
+                "no asynchronous preemption in {seconds} s with preempt=async: the call-free loops were never \
+                 preempted by the timer"
+            ));
+        }
+    }
+    if cpus > 1 && summary.during.steals == 0 {
+        return Err(format!("no thread was stolen between the {cpus} CPUs"));
+    }
+    Ok(())
 }
 
 /// A watched thread's join handle, with the index of its slot.
@@ -1237,7 +1375,8 @@ fn torture(duration: Duration, seed: u64, bug: Option<Bug>, cpus: usize) -> Resu
         counter: AtomicU64::new(0),
         counter_lock: Mutex::new(()),
         tally: AtomicU64::new(0),
-        queue: WorkQueue::new(QUEUE_PRODUCERS, consumers),
+        queue: WorkQueue::new(QUEUE_PRODUCERS, consumers, bug == Some(Bug::LostWakeup)),
+        lanes: (0..lanes).map(|_| LaneWatch::default()).collect(),
         recursion_max: RECURSION_MAX.min(reserve.saturating_sub(RECURSION_MARGIN)),
     });
 
@@ -1315,7 +1454,7 @@ fn launch(shared: &Arc<Shared>, seed: u64, workers: usize, lanes: usize, consume
             let (ch, rng) = (ch.clone(), Rng::new(seed, STREAM_LANE + (lane * LANE_PRODUCERS_MAX + producer) as u64));
             senders.push(
                 start(shared, next(), "stress-lane-tx", move |shared, slot| {
-                    lane_producer(shared, &ch, producer, slot, rng)
+                    lane_producer(shared, lane, &ch, producer, slot, rng)
                 })
                 .map_err(stop_on_error)?,
             );
@@ -1414,6 +1553,26 @@ fn await_finished<T>(shared: &Shared, threads: &Watched<T>, deadline: Duration) 
     Err(format!("shutdown: not finished {:?} after the stop: {}", SHUTDOWN_LIMIT, stuck.join(", ")))
 }
 
+/// Waits (polling) up to `DRAIN_LIMIT` until `check` is `Ok`; otherwise a failure: everything
+/// sent should have been received by then, and closing would hide a consumer stuck for ever.
+fn drained(what: &str, check: impl Fn() -> Result<(), String>) -> Result<(), String> {
+    let deadline = now() + DRAIN_LIMIT;
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(state) if now() >= deadline => {
+                print_threads();
+                return Err(format!(
+                    "{what}: {state}, {:?} after the producers stopped: a lost wake-up (a consumer waits for what \
+                     was sent to it)",
+                    DRAIN_LIMIT
+                ));
+            }
+            Err(_) => sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 /// Joins every thread in `threads` (all finished): their results, or a failure naming a
 /// thread that died.
 fn join_all<T>(shared: &Shared, threads: Watched<T>) -> Result<Vec<T>, String> {
@@ -1439,6 +1598,13 @@ impl Threads {
 
         await_finished(shared, &queue_producers, deadline)?;
         let made = join_all(shared, queue_producers)?;
+        drained("work queue", || {
+            let (pushed, popped) =
+                (shared.queue.pushed.load(Ordering::Relaxed), shared.queue.popped.load(Ordering::Relaxed));
+            (pushed == popped)
+                .then_some(())
+                .ok_or_else(|| format!("{} item(s) still queued while consumers wait for items", pushed - popped))
+        })?;
         shared.queue.close();
         await_finished(shared, &queue_consumers, deadline)?;
         let mut received = vec![Tally::default(); QUEUE_PRODUCERS];
@@ -1460,6 +1626,13 @@ impl Threads {
         for (lane, Lane { ch, producers, consumer }) in lanes.into_iter().enumerate() {
             await_finished(shared, &producers, deadline)?;
             let sent = join_all(shared, producers)?;
+            let total: u64 = sent.iter().sum();
+            drained(&format!("lane {lane}"), || {
+                let received = shared.lanes[lane].received.load(Ordering::Relaxed);
+                (received == total)
+                    .then_some(())
+                    .ok_or_else(|| format!("the consumer received {received} of the {total} messages sent"))
+            })?;
             ch.close();
             await_finished(shared, &consumer, deadline)?;
             let got = join_all(shared, consumer)?.pop().expect("one consumer per lane");

@@ -1,6 +1,7 @@
 //! Short runs of the kernel's torture test (`stress=SECONDS`), as `cargo test` runs them:
 //! the normal build at four CPUs and the `always-preempt` build at two must succeed, and each
-//! planted bug (`inject=`) must be caught by the `always-preempt` build.
+//! planted bug (`inject=`) must be caught by the `always-preempt` build (the lost wake-up by the
+//! normal build too). A SUCCESS line must carry memory figures that match.
 //!
 //! Every check reads the kernel's own verdict line (`stress: SUCCESS (...)` or
 //! `stress: FAILURE: reason`), not just QEMU's exit status.
@@ -27,6 +28,10 @@ fn main() {
         }),
         Trial::test("always_preempt_catches_non_atomic_counter", || {
             check(caught("non-atomic-counter", "update(s) lost"))
+        }),
+        Trial::test("always_preempt_catches_lost_wakeup", || check(caught("lost-wakeup", "made no progress"))),
+        Trial::test("normal_build_smp2_catches_lost_wakeup", || {
+            check(caught_by(&Variant::debug(), "lost-wakeup", "made no progress"))
         }),
         Trial::test("icount_smp2_makes_progress_and_catches_a_bug", || check(icount_smp2_catches())),
     ];
@@ -86,16 +91,46 @@ fn succeeded((outcome, transcript): (Outcome, String)) -> Result<()> {
         "the torture run failed: {outcome}; verdict: {}",
         line.unwrap_or("<none>")
     );
+    let line = line.unwrap_or_default();
+    let memory = memory_use(line).ok_or_else(|| anyhow::anyhow!("the verdict reports no memory figures: {line}"))?;
     ensure!(
-        line.is_some_and(|l| l.contains("memory back to baseline")),
-        "the verdict does not confirm the memory check"
+        memory.frames_before == memory.frames_after && memory.heap_before == memory.heap_after,
+        "memory not back to the baseline although the kernel said SUCCESS: {memory:?}"
     );
     Ok(())
 }
 
+/// The memory figures of a SUCCESS line: `memory: frames X before, Y after; heap A bytes before, B after`.
+#[derive(Debug, PartialEq)]
+struct MemoryUse {
+    frames_before: u64,
+    frames_after: u64,
+    heap_before: u64,
+    heap_after: u64,
+}
+
+fn memory_use(line: &str) -> Option<MemoryUse> {
+    let rest = line.split_once("memory: frames ")?.1;
+    let (frames_before, rest) = rest.split_once(" before, ")?;
+    let (frames_after, rest) = rest.split_once(" after; heap ")?;
+    let (heap_before, rest) = rest.split_once(" bytes before, ")?;
+    let (heap_after, _) = rest.split_once(" after")?;
+    Some(MemoryUse {
+        frames_before: frames_before.parse().ok()?,
+        frames_after: frames_after.parse().ok()?,
+        heap_before: heap_before.parse().ok()?,
+        heap_after: heap_after.parse().ok()?,
+    })
+}
+
 /// The always-preempt build at two CPUs must fail with `expected` in its verdict.
 fn caught(bug: &str, expected: &str) -> Result<()> {
-    let (outcome, transcript) = stress(&always_preempt(), 2, bug)?;
+    caught_by(&always_preempt(), bug, expected)
+}
+
+/// `variant` at two CPUs must fail with `expected` in its verdict.
+fn caught_by(variant: &Variant, bug: &str, expected: &str) -> Result<()> {
+    let (outcome, transcript) = stress(variant, 2, bug)?;
     let line = verdict(&transcript);
     ensure!(!outcome.is_success(), "the planted bug '{bug}' was not caught (the run succeeded)");
     ensure!(

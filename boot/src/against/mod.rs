@@ -7,7 +7,7 @@
 //! packed as `/init` into a tiny initramfs, and booted with Debian's Linux kernel in QEMU under
 //! `-icount shift=0,sleep=off` on one CPU, where the time-stamp counter counts executed
 //! instructions. The program prints one line per benchmark,
-//! `bench NAME: TOTAL instructions / N ops = X.Y instructions/op`, then `bench: done`, and exits;
+//! `bench NAME: TOTAL instructions / N THINGS = X.Y instructions/THING`, then `bench: done`, and exits;
 //! the kernel then panics (`panic=-1`) and QEMU, under `-no-reboot`, ends.
 //!
 //! The counts are exact: the same kernel image, program and command line give the same totals,
@@ -25,11 +25,11 @@
 //! - `tools`: finding or installing `go`, `gcc` and the kernel image;
 //! - `programs`: building the guest programs (only when a source changed);
 //! - `initramfs`: writing the newc cpio archive;
-//! - `vm`: booting it in QEMU and collecting the output;
-//! - `parse`: reading the result lines.
+//! - `vm`: booting it in QEMU and collecting the output.
+//!
+//! The result lines are read by `crate::figures`, as the kernel's are.
 
 mod initramfs;
-mod parse;
 mod programs;
 mod tools;
 mod vm;
@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
+pub use crate::figures::{DONE_LINE, RawFigure, Report, parse};
 use initramfs::archive;
-pub use parse::{DONE_LINE, RawFigure, Report, parse};
 
 /// Which comparison figures to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +78,18 @@ impl Anchor {
             }
         }
     }
+}
+
+/// What measures `which`: the compiler's version and the Linux kernel image, in a few words (for
+/// reports).
+pub fn environment(which: Anchor) -> Result<String> {
+    let kernel = tools::linux_kernel()?;
+    let kernel = kernel.file_name().map_or_else(|| kernel.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let compiler = match which {
+        Anchor::Go => programs::version(&tools::go()?, "version")?,
+        Anchor::LinuxPthreads => programs::version(&tools::gcc()?, "--version")?,
+    };
+    Ok(format!("{compiler}, on Linux {kernel}"))
 }
 
 /// How long one boot may take before it is stopped (it takes well under a minute on an idle

@@ -95,7 +95,7 @@ fn gcc_command(src: &Path, out: &Path) -> Result<Command> {
 }
 
 /// The first line that `tool arg` prints: its version, to show which compiler made the figures.
-fn version(tool: &Path, arg: &str) -> Result<String> {
+pub fn version(tool: &Path, arg: &str) -> Result<String> {
     let output = Command::new(tool).arg(arg).output().with_context(|| format!("running {} {arg}", tool.display()))?;
     Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("an unknown version").to_string())
 }

@@ -177,7 +177,6 @@ pub fn run(patterns: &str) -> ! {
     for pattern in patterns.split(',') {
         if !tests.iter().any(|t| matches(t.name(), pattern)) {
             crate::println!("ktest: no test matches '{pattern}' (test=list shows them)");
-            crate::println!("0 passed, 1 failed, 0 skipped");
             crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
         }
     }

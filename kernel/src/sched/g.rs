@@ -202,6 +202,8 @@ pub struct G {
     pub stack_growths: AtomicU32,
     /// Deepest stack use seen by the slow path or a growth, in bytes.
     pub stack_peak: AtomicUsize,
+    /// Times the thread parked (written on g0 by `park`).
+    pub parks: AtomicU64,
 }
 
 // Offsets used by assembly.
@@ -270,6 +272,7 @@ impl G {
             death_hooks: Cell::new(core::ptr::null()),
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),
+            parks: AtomicU64::new(0),
         }
     }
 

@@ -123,6 +123,7 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     // being released here.
     check_locks_at_switch(g, lock.lock_count(), "park");
     g.locks.store(0, Ordering::Relaxed);
+    g.parks.fetch_add(1, Ordering::Relaxed);
     g.transition(GState::Running, GState::Waiting);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
     unsafe { lock.unlock_parked(g) };

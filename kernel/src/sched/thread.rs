@@ -22,11 +22,11 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{MaybeUninit, align_of, size_of};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::switch::{mcall, thread_entry, thread_trap_exit};
 use crate::arch::trap::TrapFrame;
@@ -62,37 +62,42 @@ struct ExitInner {
     done: bool,
     joiner: *const G,
     death: Option<Death>,
-    /// The handle was dropped before a result was stored: the thread drops its own result.
-    detached: bool,
-    /// A result is in the slot: the type-erased `drop_in_place` for it (taken by whoever takes
-    /// or drops the result).
-    stored: Option<unsafe fn(*mut u8)>,
 }
+
+/// `ExitState::result_state`: nothing stored yet, ...
+const RESULT_EMPTY: u8 = 0;
+/// ... a result stored in the slot, for the handle to take or drop, ...
+const RESULT_STORED: u8 = 1;
+/// ... or the handle dropped first: the thread drops its own result.
+const RESULT_DETACHED: u8 = 2;
 
 /// The join protocol's state, part of every `G`.
 ///
 /// The result is a race between the thread (storing it as it finishes) and its handle (joined
-/// or dropped, at any time): both decide under `inner`'s lock. A result stored before the handle
-/// is dropped is dropped by the handle's owner; a handle dropped first makes the thread drop its
-/// own result. Either way the drop runs in a thread, which may block -- never on g0 (where the
-/// last reference can go, when the thread exits), which must not.
+/// or dropped, at any time), decided by one compare-and-swap on `result_state`: a result stored
+/// before the handle is dropped is dropped by the handle's owner; a handle dropped first makes the
+/// thread drop its own result. Either way the drop runs in a thread, which may block -- never on
+/// g0 (where the last reference can go, when the thread exits), which must not.
 pub struct ExitState {
     inner: SpinLock<ExitInner>,
     /// Owners of the `G`: the thread until it has exited, and its join handle.
     refs: AtomicU32,
-    /// The result, valid while `inner.stored` is set.
+    /// `RESULT_EMPTY`, `RESULT_STORED` or `RESULT_DETACHED`.
+    result_state: AtomicU8,
+    /// The result, valid while `result_state` is `RESULT_STORED`.
     result: UnsafeCell<MaybeUninit<[u64; RESULT_WORDS]>>,
+    /// The type-erased `drop_in_place` of the stored result (written before it is published).
+    drop_result: Cell<Option<unsafe fn(*mut u8)>>,
 }
 
 impl ExitState {
     pub const fn new() -> ExitState {
         ExitState {
-            inner: SpinLock::new(
-                Rank::Object,
-                ExitInner { done: false, joiner: core::ptr::null(), death: None, detached: false, stored: None },
-            ),
+            inner: SpinLock::new(Rank::Object, ExitInner { done: false, joiner: core::ptr::null(), death: None }),
             refs: AtomicU32::new(0),
+            result_state: AtomicU8::new(RESULT_EMPTY),
             result: UnsafeCell::new(MaybeUninit::uninit()),
+            drop_result: Cell::new(None),
         }
     }
 
@@ -104,8 +109,8 @@ impl ExitState {
         inner.done = false;
         inner.joiner = core::ptr::null();
         inner.death = None;
-        inner.detached = false;
-        inner.stored = None;
+        self.result_state.store(RESULT_EMPTY, Ordering::Relaxed);
+        self.drop_result.set(None);
         self.refs.store(2, Ordering::Relaxed);
     }
 
@@ -122,9 +127,7 @@ const fn inline_result<T>() -> bool {
 /// Stores the thread's result for its handle, or drops it here if the handle is gone (called on
 /// the thread, before it exits).
 fn store_result<T>(g: &G, value: T) {
-    let mut inner = g.exit.inner.lock();
-    if inner.detached {
-        drop(inner);
+    if g.exit.result_state.load(Ordering::Acquire) == RESULT_DETACHED {
         drop(value); // nobody will take it: dropped by the thread itself
         return;
     }
@@ -132,21 +135,38 @@ fn store_result<T>(g: &G, value: T) {
     if inline_result::<T>() {
         // SAFETY: the slot is big and aligned enough for T (checked above) and empty.
         unsafe { slot.cast::<T>().write(value) };
-        inner.stored = Some(|p| unsafe { p.cast::<T>().drop_in_place() });
+        g.exit.drop_result.set(Some(|p| unsafe { p.cast::<T>().drop_in_place() }));
     } else {
         let boxed = Box::into_raw(Box::new(value));
         // SAFETY: a pointer fits the slot.
         unsafe { slot.cast::<*mut T>().write(boxed) };
-        inner.stored = Some(|p| unsafe { drop(Box::from_raw(p.cast::<*mut T>().read())) });
+        g.exit.drop_result.set(Some(|p| unsafe { drop(Box::from_raw(p.cast::<*mut T>().read())) }));
+    }
+    // Publish; if the handle was dropped meanwhile, the result is ours to drop after all.
+    let published =
+        g.exit.result_state.compare_exchange(RESULT_EMPTY, RESULT_STORED, Ordering::AcqRel, Ordering::Acquire);
+    if published.is_err() {
+        drop_stored(g);
     }
 }
 
-/// Takes the result stored by `store_result::<T>`, which the caller found stored (and cleared).
+/// Drops the result in `g`'s slot (its owner: the thread that stored it but lost the race, or the
+/// handle that found it stored).
+fn drop_stored(g: &G) {
+    if let Some(drop_result) = g.exit.drop_result.take() {
+        // SAFETY: a result was stored and never taken; it is dropped exactly once, here.
+        unsafe { drop_result(g.exit.slot()) };
+    }
+}
+
+/// Takes the result stored by `store_result::<T>`.
 ///
 /// # Safety
 /// The thread stored a `T` and nobody took it yet.
 unsafe fn take_result<T>(g: &G) -> T {
     let slot = g.exit.slot();
+    g.exit.drop_result.set(None);
+    g.exit.result_state.store(RESULT_EMPTY, Ordering::Relaxed);
     // SAFETY: by the contract a T (or a Box<T>) is stored there.
     unsafe { if inline_result::<T>() { slot.cast::<T>().read() } else { *Box::from_raw(slot.cast::<*mut T>().read()) } }
 }
@@ -196,8 +216,7 @@ fn gfget() -> Result<&'static G, SpawnError> {
 /// Returns a record to the free list (Go's `gfput`).
 #[inline]
 fn gfput(g: &'static G) {
-    // SAFETY: the last reference is gone: nobody else touches the record.
-    debug_assert!(unsafe { g.exit.inner.data_raw() }.stored.is_none(), "a thread record recycled with its result");
+    debug_assert!(g.exit.drop_result.get().is_none(), "a thread record recycled with its result");
     g.set_state(GState::Idle);
     let mut free = FREE.lock();
     g.sched_link.set(free.head);
@@ -235,22 +254,21 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> Result<T, Death> {
         let g = self.g;
         let mut inner = g.exit.inner.lock();
-        let (death, stored) = if inner.done {
-            (inner.death.take(), inner.stored.take())
+        let death = if inner.done {
+            inner.death.take()
         } else {
             inner.joiner = current();
             crate::sched::park(WaitReason::Join, inner.into_parked());
             // The exit path wrote the outcome before marking the thread done and waking us, and
             // nothing touches the record's exit state any more but us.
             // SAFETY: as just said, our access is exclusive and ordered after the writes.
-            let inner = unsafe { g.exit.inner.data_raw() };
-            (inner.death.take(), inner.stored.take())
+            unsafe { g.exit.inner.data_raw() }.death.take()
         };
-        let result = match (death, stored) {
-            (Some(death), _) => Err(death),
-            // SAFETY: a thread that finished without dying stored a T, taken once, here.
-            (None, Some(_)) => Ok(unsafe { take_result::<T>(g) }),
-            (None, None) => unreachable!("thread {} finished with neither a result nor a death", g.id.get()),
+        let result = match death {
+            Some(death) => Err(death),
+            // SAFETY: a thread that finished without dying stored a T (it could not see the handle
+            // dropped: the handle is here), taken once, here.
+            None => Ok(unsafe { take_result::<T>(g) }),
         };
         core::mem::forget(self);
         release(g);
@@ -267,14 +285,8 @@ impl<T> Drop for JoinHandle<T> {
     /// Detaches the thread: a result it already stored is dropped here, in this thread; if it has
     /// not stored one yet, it will drop it itself.
     fn drop(&mut self) {
-        let stored = {
-            let mut inner = self.g.exit.inner.lock();
-            inner.detached = true;
-            inner.stored.take()
-        };
-        if let Some(drop_result) = stored {
-            // SAFETY: the result was stored and never taken; it is dropped exactly once, here.
-            unsafe { drop_result(self.g.exit.slot()) };
+        if self.g.exit.result_state.swap(RESULT_DETACHED, Ordering::AcqRel) == RESULT_STORED {
+            drop_stored(self.g);
         }
         release(self.g);
     }
@@ -345,6 +357,7 @@ where
     g.stack_growths.store(0, Ordering::Relaxed);
     g.stack_peak.store(0, Ordering::Relaxed);
     g.death_hooks.set(core::ptr::null());
+    g.parks.store(0, Ordering::Relaxed);
     g.overflow_pending.store(false, Ordering::Relaxed);
 
     // Place the closure at the top of the new stack (or in a box if it is big), below it the

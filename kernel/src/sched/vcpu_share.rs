@@ -28,7 +28,8 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// TSC ticks per slot.
 static SLOT_TSC: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// Turns the rule on or off (`vcpu_share=`); `tsc_hz` gives the slot length (1 ms).
+/// Turns the rule on or off (`vcpu_share=`, and more than one CPU online: alone, a CPU has
+/// nothing to share); `tsc_hz` gives the slot length (1 ms). Before the CPUs run the scheduler.
 pub fn configure(enabled: bool, tsc_hz: u64) {
     SLOT_TSC.store((tsc_hz / 1000).max(1), Ordering::Relaxed);
     ENABLED.store(enabled, Ordering::Relaxed);

@@ -430,6 +430,16 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Values waiting in the buffer (a snapshot: it may change at once).
+    pub fn len(&self) -> usize {
+        self.inner.state.lock().buf.len()
+    }
+
+    /// Is the buffer empty? (A snapshot.)
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Has the channel been closed?
     pub fn is_closed(&self) -> bool {
         self.inner.state.lock().closed

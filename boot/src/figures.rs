@@ -1,6 +1,10 @@
-//! Reading what a comparison program printed: its result lines
-//! `bench NAME: TOTAL instructions / N ops = X.Y instructions/op`, its `FAILURE: ...` lines
-//! and its final `bench: done`.
+//! Reading benchmark results: the kernel's (`kernel/src/bench.rs`) and the comparison programs'
+//! (`bench/go`, `bench/linux`), which print them the same way. A result line is
+//! `bench NAME: TOTAL UNIT / N THINGS = X.Y UNIT/THING` -- TOTAL the raw count (instructions
+//! between two reads of the time-stamp counter, bytes, threads), N what it is divided by, X.Y the
+//! quotient with one decimal -- e.g. `bench yield: 2380000 instructions / 20000 switches = 119.0
+//! instructions/switch`. A failed check prints `FAILURE: ...`; a complete run ends with
+//! `bench: done`.
 
 use std::collections::BTreeMap;
 
@@ -9,15 +13,30 @@ use anyhow::{Context, Result, bail};
 /// The last line of a complete run.
 pub const DONE_LINE: &str = "bench: done";
 
-/// One benchmark's figure as printed: `total` instructions over `ops` operations.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One benchmark's figure as printed: `total` units over `ops` things.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RawFigure {
-    /// The raw time-stamp counter delta: instructions executed in the timed region.
+    /// The raw count: for instructions, the time-stamp counter's delta over the timed region.
     pub total: u64,
-    /// Operations in the timed region.
+    /// What it is divided by: operations in the timed region, threads, ...
     pub ops: u64,
     /// `total / ops`, as printed (one decimal).
     pub per_op: f64,
+    /// What is counted and what it is counted per: "instructions" and "op", "bytes" and "thread".
+    pub unit: String,
+    pub per: String,
+}
+
+impl RawFigure {
+    /// The unit of `per_op`, as printed: `instructions/op`.
+    pub fn unit_per(&self) -> String {
+        format!("{}/{}", self.unit, self.per)
+    }
+
+    /// Is it a count of instructions (a time), rather than memory or a number of threads?
+    pub fn is_instructions(&self) -> bool {
+        self.unit == "instructions"
+    }
 }
 
 /// Everything a transcript reports.
@@ -59,10 +78,13 @@ fn parse_line(line: &str) -> Result<(String, RawFigure)> {
     if name.is_empty() || name.contains(char::is_whitespace) {
         bail!("`{name}` is not a benchmark name");
     }
-    let shape = "expected `TOTAL instructions / N ops = X.Y instructions/op`";
-    let Some((total, rest)) = figure.split_once(" instructions / ") else { bail!(shape) };
-    let Some((ops, rest)) = rest.split_once(" ops = ") else { bail!(shape) };
-    let Some(per_op) = rest.strip_suffix(" instructions/op") else { bail!(shape) };
+    let shape = "expected `TOTAL UNIT / N THINGS = X.Y UNIT/THING`";
+    let words: Vec<&str> = figure.split(' ').collect();
+    let [total, unit, "/", ops, _things, "=", per_op, unit_per] = words[..] else { bail!(shape) };
+    let Some((unit_again, per)) = unit_per.split_once('/') else { bail!(shape) };
+    if unit_again != unit || per.is_empty() {
+        bail!("{shape}: `{unit_per}` is not {unit}/THING");
+    }
     let total: u64 = total.parse().with_context(|| format!("TOTAL `{total}` is not a whole number"))?;
     let ops: u64 = ops.parse().with_context(|| format!("N `{ops}` is not a whole number"))?;
     let per_op: f64 = per_op.parse().with_context(|| format!("`{per_op}` is not a number"))?;
@@ -74,7 +96,7 @@ fn parse_line(line: &str) -> Result<(String, RawFigure)> {
     if (exact - per_op).abs() > 0.05 + 1e-9 * exact {
         bail!("{total} / {ops} is {exact:.3}, not {per_op}");
     }
-    Ok((name.to_string(), RawFigure { total, ops, per_op }))
+    Ok((name.to_string(), RawFigure { total, ops, per_op, unit: unit.to_string(), per: per.to_string() }))
 }
 
 #[cfg(test)]
@@ -93,7 +115,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.figures.len(), 2);
-        assert_eq!(report.figures["spawn_join"], RawFigure { total: 54_260_000, ops: 20_000, per_op: 2713.0 });
+        let spawn = &report.figures["spawn_join"];
+        assert_eq!((spawn.total, spawn.ops, spawn.per_op), (54_260_000, 20_000, 2713.0));
+        assert_eq!(spawn.unit_per(), "instructions/op");
+        assert!(spawn.is_instructions());
         assert_eq!(report.figures["yield"].ops, 100);
         assert_eq!(report.failures, ["mutex_contended: only 3 of 9 acquisitions after the first changed hands"]);
         assert!(report.done);
@@ -109,6 +134,14 @@ mod tests {
     }
 
     #[test]
+    fn other_units_are_read_too() {
+        let report = parse("bench idle_thread_memory: 49990000 bytes / 10000 threads = 4999.0 bytes/thread\n").unwrap();
+        let memory = &report.figures["idle_thread_memory"];
+        assert_eq!((memory.unit.as_str(), memory.per.as_str(), memory.per_op), ("bytes", "thread", 4999.0));
+        assert!(!memory.is_instructions());
+    }
+
+    #[test]
     fn bad_lines_are_errors_naming_them() {
         for bad in [
             "bench x: 12 instructions/op",
@@ -117,6 +150,7 @@ mod tests {
             "bench x: 10 instructions / 2 ops = 7.0 instructions/op",
             "bench x: 10 instructions / 2 ops = five instructions/op",
             "bench two words: 10 instructions / 2 ops = 5.0 instructions/op",
+            "bench x: 10 instructions / 2 ops = 5.0 bytes/op",
         ] {
             let error = format!("{:#}", parse(bad).unwrap_err());
             assert!(error.contains(bad), "{error}");
