@@ -82,7 +82,7 @@ pub fn at_boot(crash: Crash) -> ! {
         }
         Crash::InterruptStackOverflow => {
             // SAFETY: the test vector's handler recurses; the overflow is fatal by design.
-            unsafe { core::arch::asm!("int {v}", v = const crate::arch::interrupts::TEST_RECURSE) };
+            unsafe { core::arch::asm!("int {v}", v = const crate::arch::vectors::TEST_RECURSE) };
         }
         Crash::SwitchOnG0 => crate::sched::yield_now(),
         Crash::OverflowIrqsOff | Crash::YieldHoldingLock | Crash::LockOrder => in_thread(crash),
@@ -99,18 +99,18 @@ pub fn in_thread(crash: Crash) -> ! {
             let _ = black_box(recurse(0));
         }
         Crash::YieldHoldingLock => {
-            static LOCK: crate::sync::spin::SpinLock<u64> =
-                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Object, 0);
+            static LOCK: crate::records::spin::SpinLock<u64> =
+                crate::records::spin::SpinLock::new(crate::records::spin::Rank::Object, 0);
             let held = LOCK.lock();
             crate::sched::yield_now();
             drop(held);
         }
         Crash::LockOrder => {
             // Frames are the innermost memory lock; the heap comes before them.
-            static INNER: crate::sync::spin::SpinLock<()> =
-                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Frames, ());
-            static OUTER: crate::sync::spin::SpinLock<()> =
-                crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Heap, ());
+            static INNER: crate::records::spin::SpinLock<()> =
+                crate::records::spin::SpinLock::new(crate::records::spin::Rank::Frames, ());
+            static OUTER: crate::records::spin::SpinLock<()> =
+                crate::records::spin::SpinLock::new(crate::records::spin::Rank::Heap, ());
             let inner = INNER.lock();
             let outer = OUTER.lock();
             drop((outer, inner));

@@ -14,9 +14,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::backtrace::{self, Backtrace};
-use crate::arch::trap::TrapFrame;
-use crate::sched::g::{G, GKind};
-use crate::sched::percpu::{OFF_CURG, this_cpu_unchecked};
+use crate::records::trap_entry::TrapFrame;
+use crate::records::g::{G, GKind};
+use crate::records::percpu::{OFF_CURG, this_cpu_unchecked};
 
 /// No CPU is reporting a fatal error.
 const NOBODY: u32 = u32::MAX;
@@ -43,7 +43,7 @@ pub fn in_progress() -> bool {
 /// Stops the kernel with a report of `args` and a backtrace of the caller.
 #[inline(never)]
 pub fn fatal(args: fmt::Arguments<'_>) -> ! {
-    let failed = crate::sched::percpu::current();
+    let failed = crate::records::percpu::current();
     let trace = backtrace::here();
     report_and_exit(&mut || {
         crate::println!("FATAL: {args}");
@@ -99,7 +99,7 @@ fn stop_other_cpus(me: u32) {
     if !crate::arch::apic::ready() {
         return;
     }
-    for cpu in crate::sched::percpu::online_cpus().filter(|c| c.id != me) {
+    for cpu in crate::records::percpu::online_cpus().filter(|c| c.id != me) {
         crate::arch::apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed));
     }
 }

@@ -27,6 +27,7 @@ mod ktest;
 mod mm;
 mod panic;
 mod rand;
+mod records;
 mod sched;
 mod shell;
 mod stats;
@@ -42,7 +43,7 @@ use bootloader_api::info::MemoryRegionKind;
 use crate::arch::cpu::G0_STACK_SIZE;
 use crate::arch::qemu::{ExitCode, exit};
 use crate::cmdline::{Cmdline, Run};
-use crate::sched::percpu::{self, cpu};
+use crate::records::percpu::{self, cpu};
 
 /// Prologue's version, shown in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -145,7 +146,7 @@ extern "C" fn kernel_main(_: usize) -> ! {
         percpu::CPUS_ONLINE.load(Ordering::Relaxed),
         usable >> 20
     );
-    println!("kernel: image base {:#x}, TSC {} MHz", arch::start::KERNEL_BASE, tsc_hz / 1_000_000);
+    println!("kernel: image base {:#x}, TSC {} MHz", records::start::KERNEL_BASE, tsc_hz / 1_000_000);
 
     if let Some(crash) = cmdline.crash.filter(|c| !c.in_thread()) {
         crash::at_boot(crash);

@@ -12,7 +12,7 @@
 //! handle gets a copy if the heap can hold one.
 
 use crate::sched::death::{PanicText, may_die_alone};
-use crate::sched::percpu::current;
+use crate::records::percpu::current;
 use crate::sched::thread::Death;
 use core::panic::PanicInfo;
 

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use crate::sched::g::GState;
+use crate::records::g::GState;
 
 /// Reads one line from the serial console, echoing it; handles backspace.
 fn read_line() -> String {

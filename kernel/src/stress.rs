@@ -81,7 +81,7 @@ use core::time::Duration;
 
 use crate::arch::qemu::{ExitCode, exit};
 use crate::ktest::baseline::Baseline;
-use crate::sched::counters::{Totals, totals};
+use crate::records::counters::{Totals, totals};
 use crate::sched::thread::live_threads;
 use crate::sched::{JoinHandle, sleep, try_spawn, yield_now};
 use crate::sync::after;
@@ -735,11 +735,11 @@ fn lane_consumer(shared: &Shared, lane: usize, ch: &Chan<Msg>, slot: &Slot, mut 
                 let patience = rng.micros(1000);
                 // No later than the timer's own deadline (`after` reads the clock after this).
                 let deadline = now() + patience;
-                let parks = crate::sched::percpu::current().parks.load(Ordering::Relaxed);
+                let parks = crate::records::percpu::current().parks.load(Ordering::Relaxed);
                 crate::select! {
                     recv(ch) -> msg => Some(msg),
                     recv(after(patience)) -> _ => {
-                        let parked = crate::sched::percpu::current().parks.load(Ordering::Relaxed) != parks;
+                        let parked = crate::records::percpu::current().parks.load(Ordering::Relaxed) != parks;
                         check_timed_out_receive(shared, lane, ch, deadline, parked)
                     }
                 }
@@ -1220,7 +1220,7 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
             }
         },
     };
-    let cpus = crate::sched::percpu::CPUS_ONLINE.load(Ordering::Relaxed) as usize;
+    let cpus = crate::records::percpu::CPUS_ONLINE.load(Ordering::Relaxed) as usize;
     let mode = match crate::sched::preempt::mode() {
         crate::sched::preempt::Mode::Off => "off",
         crate::sched::preempt::Mode::Coop => "coop",

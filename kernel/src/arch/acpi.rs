@@ -11,7 +11,7 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use x86_64::PhysAddr;
 
-use crate::sched::percpu::MAX_CPUS;
+use crate::records::percpu::MAX_CPUS;
 
 /// Gives the `acpi` crate access to physical memory through the bootloader's window.
 #[derive(Clone, Copy)]

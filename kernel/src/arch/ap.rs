@@ -29,7 +29,7 @@ use crate::arch::acpi::CpuList;
 use crate::arch::cpu::G0_STACK_SIZE;
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::paging;
-use crate::sched::percpu::{self, PerCpu};
+use crate::records::percpu::{self, PerCpu};
 
 /// How long an AP gets to reach Rust after its start-up IPIs.
 const START_TIMEOUT: Duration = Duration::from_millis(500);

@@ -17,8 +17,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::PhysAddr;
 use x86_64::registers::model_specific::Msr;
 
-use crate::arch::interrupts::{SPURIOUS, TIMER, TLB_SHOOTDOWN, WAKEUP};
-use crate::sched::percpu;
+use crate::arch::vectors::{SPURIOUS, TIMER, TLB_SHOOTDOWN, WAKEUP};
+use crate::records::percpu;
 
 /// Timer interrupts per second.
 pub const HZ: u64 = 1000;

@@ -62,7 +62,7 @@ impl Backtrace {
 /// A backtrace of the code that calls this (inlined into it), on the current context's stack.
 #[inline(always)]
 pub fn here() -> Backtrace {
-    let g = crate::sched::percpu::current();
+    let g = crate::records::percpu::current();
     let (lo, hi) = g.stack_bounds();
     let rip: usize;
     // SAFETY: reads the instruction pointer.

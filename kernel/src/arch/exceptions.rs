@@ -17,39 +17,10 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::backtrace::Backtrace;
-use crate::arch::trap::{TrapFrame, VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI};
-use crate::sched::percpu::this_cpu;
+use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI, VECTOR_PAGE_FAULT};
+use crate::records::trap_entry::TrapFrame;
+use crate::records::percpu::this_cpu;
 use crate::sched::thread::Death;
-
-/// Mnemonic and name of exception `vector`.
-pub fn name(vector: u64) -> (&'static str, &'static str) {
-    match vector {
-        0 => ("#DE", "divide error"),
-        1 => ("#DB", "debug"),
-        2 => ("NMI", "non-maskable interrupt"),
-        3 => ("#BP", "breakpoint"),
-        4 => ("#OF", "overflow"),
-        5 => ("#BR", "bound range exceeded"),
-        6 => ("#UD", "invalid opcode"),
-        7 => ("#NM", "device not available"),
-        8 => ("#DF", "double fault"),
-        10 => ("#TS", "invalid TSS"),
-        11 => ("#NP", "segment not present"),
-        12 => ("#SS", "stack-segment fault"),
-        13 => ("#GP", "general protection fault"),
-        14 => ("#PF", "page fault"),
-        16 => ("#MF", "x87 floating-point error"),
-        17 => ("#AC", "alignment check"),
-        18 => ("#MC", "machine check"),
-        19 => ("#XM", "SIMD floating-point error"),
-        20 => ("#VE", "virtualization exception"),
-        21 => ("#CP", "control protection"),
-        28 => ("#HV", "hypervisor injection"),
-        29 => ("#VC", "VMM communication"),
-        30 => ("#SX", "security exception"),
-        _ => ("#??", "reserved exception"),
-    }
-}
 
 /// Handles exception `frame.vector` (0..=31).
 pub fn handle(frame: &mut TrapFrame) {
@@ -75,7 +46,7 @@ pub fn handle(frame: &mut TrapFrame) {
     cpu.counters.exceptions.fetch_add(1, Ordering::Relaxed);
     match vector {
         3 => breakpoint(frame),
-        14 => crate::mm::fault::page_fault(frame),
+        VECTOR_PAGE_FAULT => crate::mm::fault::page_fault(frame),
         VECTOR_DOUBLE_FAULT => crate::fatal::fatal_trap(frame, format_args!("double fault")),
         VECTOR_MACHINE_CHECK => crate::fatal::fatal_trap(frame, format_args!("machine check")),
         _ => fault(frame, None),
@@ -93,18 +64,18 @@ fn breakpoint(frame: &mut TrapFrame) {
 
 /// Prints the standard exception report: what, where, in which context, registers, backtrace.
 pub fn report(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
-    let (mnemonic, name) = name(frame.vector);
+    let (mnemonic, name) = crate::arch::vectors::exception_name(frame.vector);
     let g = frame.interrupted();
     crate::println!(
         "EXCEPTION: {name} ({mnemonic}, vector {}) on CPU {} in {}",
         frame.vector,
-        crate::sched::percpu::this_cpu_unchecked().id,
+        crate::records::percpu::this_cpu_unchecked().id,
         crate::sched::thread::describe(g)
     );
     if let Some(extra) = extra {
         crate::println!("  {extra}");
     }
-    if frame.vector == 14 {
+    if frame.vector == VECTOR_PAGE_FAULT {
         crate::println!("  error code {:#x}, CR2 {:#018x}", frame.error_code, crate::arch::cpu::read_cr2());
     } else {
         crate::println!("  error code {:#x}", frame.error_code);
@@ -119,14 +90,14 @@ pub fn report(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
 pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
     let g = frame.interrupted();
     if let Err(why) = crate::sched::death::may_die_alone(g, frame.interrupts_were_enabled()) {
-        let (mnemonic, name) = name(frame.vector);
+        let (mnemonic, name) = crate::arch::vectors::exception_name(frame.vector);
         match extra {
             Some(extra) => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}): {extra} ({why})")),
             None => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}) ({why})")),
         }
     }
     report(frame, extra);
-    let cr2 = if frame.vector == 14 { crate::arch::cpu::read_cr2() } else { 0 };
+    let cr2 = if frame.vector == VECTOR_PAGE_FAULT { crate::arch::cpu::read_cr2() } else { 0 };
     crate::sched::thread::kill_from_trap(
         frame,
         Death::Fault { vector: frame.vector as u8, error_code: frame.error_code, rip: frame.rip, cr2 },

@@ -19,13 +19,9 @@ use x86_64::VirtAddr;
 use x86_64::structures::idt::InterruptDescriptorTable;
 
 use crate::arch::cpu::{IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI};
-use crate::arch::trap::{TrapFrame, stub_address};
+use crate::arch::vectors::{SPURIOUS, TEST_RECURSE, TIMER, TLB_SHOOTDOWN, WAKEUP};
+use crate::records::trap_entry::{TrapFrame, stub_address};
 
-pub const TIMER: u8 = 0x30;
-pub const TEST_RECURSE: u8 = 0x81;
-pub const WAKEUP: u8 = 0xf0;
-pub const TLB_SHOOTDOWN: u8 = 0xf1;
-pub const SPURIOUS: u8 = 0xff;
 
 static IDT: spin::Once<InterruptDescriptorTable> = spin::Once::new();
 
@@ -79,7 +75,7 @@ pub fn load() {
 pub fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector;
     if vector >= 32 {
-        let cpu = crate::sched::percpu::this_cpu();
+        let cpu = crate::records::percpu::this_cpu();
         cpu.in_irq.store(true, core::sync::atomic::Ordering::Relaxed);
         dispatch_interrupt(frame);
         cpu.in_irq.store(false, core::sync::atomic::Ordering::Relaxed);
@@ -108,7 +104,7 @@ fn dispatch_interrupt(frame: &mut TrapFrame) {
             // No handler claims it, but the local APIC still has it in service: without the EOI
             // it would block every interrupt of its priority or lower, the timer's included.
             crate::arch::apic::end_of_interrupt();
-            crate::sched::percpu::this_cpu()
+            crate::records::percpu::this_cpu()
                 .counters
                 .unclaimed_irqs
                 .fetch_add(1, core::sync::atomic::Ordering::Relaxed);

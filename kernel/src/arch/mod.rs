@@ -13,15 +13,13 @@ pub mod interrupts;
 pub mod pit;
 pub mod qemu;
 pub mod smp;
-pub mod start;
-pub mod switch;
+pub mod vectors;
 mod tests;
-pub mod trap;
 
 use crate::arch::cpu::{
     CRITICAL_STACK_SIZE, INTERRUPT_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI, StackRange,
 };
-use crate::sched::percpu::PerCpu;
+use crate::records::percpu::PerCpu;
 
 /// Early stacks for CPU 0's interrupt stack table, used until memory management can give it
 /// guarded ones (`install_cpu_stacks`).

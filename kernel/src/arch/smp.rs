@@ -13,8 +13,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sched::g::G;
-use crate::sched::percpu::{self, MAX_CPUS, PerCpu};
+use crate::records::g::G;
+use crate::records::percpu::{self, MAX_CPUS, PerCpu};
 
 /// CPUs halted in their idle loop, one bit each (a hint; `PerCpu::idle` decides).
 pub static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);

@@ -4,7 +4,7 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
-use crate::sched::percpu::{current, this_cpu};
+use crate::records::percpu::{current, this_cpu};
 use crate::sched::thread::Death;
 
 ktest! {
@@ -121,7 +121,7 @@ ktest! {
     fn gs_base_is_valid_on_every_cpu() {
         use x86_64::registers::model_specific::GsBase;
         assert!(!crate::mm::paging::is_mapped(0), "the page at address 0 is mapped");
-        let cpus = crate::sched::percpu::CPUS_ONLINE.load(Ordering::Acquire) as usize;
+        let cpus = crate::records::percpu::CPUS_ONLINE.load(Ordering::Acquire) as usize;
         let threads: alloc::vec::Vec<_> = (0..cpus)
             .map(|i| {
                 crate::sched::spawn_on(i, "gs-check", move || {
@@ -137,7 +137,7 @@ ktest! {
             assert_eq!(id, i, "thread pinned to CPU {i} ran on CPU {id}");
             assert_eq!(gs, block, "CPU {i}: GS base is not its per-CPU block");
             assert_eq!(self_ptr, block, "CPU {i}: self pointer");
-            assert_eq!(block, crate::sched::percpu::cpu(i) as *const _ as usize);
+            assert_eq!(block, crate::records::percpu::cpu(i) as *const _ as usize);
         }
     }
 }
@@ -152,7 +152,7 @@ ktest! {
     fn an_unclaimed_vector_does_not_stop_the_timer() {
         let window = 20 * crate::time::tsc_hz() / 1000; // 20 ms
         let ticks = crate::sched::spawn_on(0, "unclaimed-irq", move || {
-            let cpu = crate::sched::percpu::cpu(0);
+            let cpu = crate::records::percpu::cpu(0);
             let before = cpu.counters.ticks.load(Ordering::Relaxed);
             crate::arch::apic::send_ipi(cpu.apic_id.load(Ordering::Relaxed), UNCLAIMED_VECTOR);
             let end = crate::arch::cpu::rdtsc() + window;
@@ -173,7 +173,7 @@ ktest! {
     fn an_nmi_while_the_console_is_locked_is_survived() {
         let window = 10 * crate::time::tsc_hz() / 1000; // 10 ms
         let handled = crate::sched::spawn_on(0, "nmi-self", move || {
-            let cpu = crate::sched::percpu::cpu(0);
+            let cpu = crate::records::percpu::cpu(0);
             let before = cpu.counters.nmis.load(Ordering::Relaxed);
             crate::console::with_uart(|_| {
                 crate::arch::apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed));

@@ -12,7 +12,7 @@ use core::fmt::{self, Write};
 use uart_16550::Uart16550Tty;
 use uart_16550::backend::PioBackend;
 
-use crate::sync::spin::{IrqSpinLock, Rank};
+use crate::records::spin::{IrqSpinLock, Rank};
 
 /// I/O port base of COM1.
 const COM1: u16 = 0x3f8;

@@ -32,7 +32,7 @@ impl Baseline {
     pub fn take() -> Baseline {
         release_caches();
         let heap = heap::stats();
-        let own_stack = crate::sched::percpu::current().stack.get().map_or(0, |s| s.mapped_size());
+        let own_stack = crate::records::percpu::current().stack.get().map_or(0, |s| s.mapped_size());
         Baseline {
             frames_used: frame::stats().used()
                 - (heap.mapped + own_stack) / PAGE_SIZE

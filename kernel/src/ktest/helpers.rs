@@ -20,8 +20,8 @@ use crate::sched::JoinHandle;
 /// within one step below the target. If the recursion itself is caught by the check (`above` is
 /// smaller than one step), the thread dies of a stack overflow before `f` runs.
 pub fn at_stack_depth<R>(above: usize, f: impl FnOnce() -> R) -> R {
-    let g = crate::sched::percpu::current();
-    let floor = crate::mm::stack::reserved_lo(g) + crate::sched::stackguard::STACK_GUARD;
+    let g = crate::records::percpu::current();
+    let floor = crate::mm::stack::reserved_lo(g) + crate::records::g::STACK_GUARD;
     descend(floor + above, f)
 }
 

@@ -79,8 +79,8 @@ impl KTest {
 pub static KTESTS: [KTest];
 
 /// Why the running test skipped itself (set by `ktest_skip!`, read by the runner after the join).
-static SKIP_REASON: crate::sync::spin::SpinLock<Option<alloc::string::String>> =
-    crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Object, None);
+static SKIP_REASON: crate::records::spin::SpinLock<Option<alloc::string::String>> =
+    crate::records::spin::SpinLock::new(crate::records::spin::Rank::Object, None);
 
 /// Records that the running test skips itself, and why. Use `ktest_skip!`, which also returns.
 pub fn record_skip(reason: core::fmt::Arguments<'_>) {

@@ -15,7 +15,7 @@
 
 use crate::arch::cpu::read_cr2;
 use crate::arch::exceptions::fault;
-use crate::arch::trap::TrapFrame;
+use crate::records::trap_entry::TrapFrame;
 use crate::mm::stack::{self, GrowError, StackArea};
 use crate::sched::thread::Death;
 
@@ -56,7 +56,7 @@ pub fn page_fault(frame: &mut TrapFrame) {
             let sp = (frame.rsp as usize).min(addr);
             match stack::grow(g, sp) {
                 Ok(()) => {
-                    let cpu = crate::sched::percpu::this_cpu();
+                    let cpu = crate::records::percpu::this_cpu();
                     // Returning retries the instruction on the grown stack.
                     cpu.counters.fault_growths.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 }

@@ -21,8 +21,8 @@ use x86_64::structures::paging::PhysFrame;
 
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::paging::phys_to_virt;
-use crate::sched::g::G;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::G;
+use crate::records::spin::{Rank, SpinLock};
 
 /// Frames below this physical address are never allocated.
 const LOW_MEMORY_END: u64 = 1 << 20;
@@ -102,7 +102,7 @@ pub fn init(regions: &MemoryRegions) {
 /// Runs `f` with the bitmap locked, recording the owner for `held_by`.
 fn with_bitmap<R>(f: impl FnOnce(&mut Bitmap) -> R) -> R {
     let mut guard = FRAMES.lock();
-    OWNER.store(crate::sched::percpu::current() as *const G as *mut G, Ordering::Relaxed);
+    OWNER.store(crate::records::percpu::current() as *const G as *mut G, Ordering::Relaxed);
     let result = f(guard.as_mut().expect("frame allocator used before mm::init"));
     OWNER.store(core::ptr::null_mut(), Ordering::Relaxed);
     result

@@ -19,7 +19,7 @@ use x86_64::VirtAddr;
 
 use crate::mm::layout::{HEAP_LIMIT, HEAP_START, PAGE_SIZE, page_round_up};
 use crate::mm::{frame, paging};
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::spin::{Rank, SpinLock};
 
 /// Bytes mapped when the heap is created.
 const INITIAL_SIZE: usize = 1 << 20;
@@ -179,10 +179,10 @@ unsafe impl GlobalAlloc for GlobalHeap {
 #[inline(always)]
 fn debug_assert_heap_allowed() {
     if cfg!(debug_assertions) {
-        let g = crate::sched::percpu::current();
-        let cpu = crate::sched::percpu::this_cpu_unchecked();
+        let g = crate::records::percpu::current();
+        let cpu = crate::records::percpu::this_cpu_unchecked();
         assert!(
-            matches!(g.kind, crate::sched::g::GKind::Thread | crate::sched::g::GKind::Scheduler),
+            matches!(g.kind, crate::records::g::GKind::Thread | crate::records::g::GKind::Scheduler),
             "the heap used in an interrupt or exception handler"
         );
         assert!(!cpu.growing_stack.load(core::sync::atomic::Ordering::Relaxed), "the heap used while growing a stack");

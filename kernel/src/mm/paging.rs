@@ -28,7 +28,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use crate::mm::frame::{self, OutOfFrames};
 use crate::mm::layout::{HEAP_LIMIT, HEAP_START, PAGE_SIZE};
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::spin::{Rank, SpinLock};
 
 /// Virtual address of physical address 0.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);

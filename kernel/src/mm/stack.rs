@@ -38,9 +38,9 @@ use crate::mm::frame::{self, OutOfFrames};
 use crate::mm::layout::{PAGE_SIZE, SYSTEM_STACKS_SIZE, SYSTEM_STACKS_START, THREAD_STACKS_SIZE, THREAD_STACKS_START};
 use crate::mm::vm::{OutOfAddressSpace, SlotRegion};
 use crate::mm::{paging, tlb};
-use crate::sched::g::G;
-use crate::sched::stackguard::{STACK_GUARD, is_poison};
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::G;
+use crate::records::g::{STACK_GUARD, is_poison};
+use crate::records::spin::{Rank, SpinLock};
 
 /// Default reservation of a thread stack.
 pub const DEFAULT_RESERVE: usize = 256 * 1024;
@@ -86,27 +86,7 @@ pub enum GrowError {
     NotNow,
 }
 
-/// One stack. `Copy` so that a `G` can keep it in a `Cell`; ownership is still unique by
-/// convention (exactly one live copy is freed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stack {
-    /// Slot number in its region.
-    pub slot: usize,
-    /// Lowest reserved address (the guard page is just below).
-    pub base: usize,
-    /// Highest address + 1.
-    pub top: usize,
-    /// Lowest mapped address.
-    pub mapped_lo: usize,
-    /// Size mapped at allocation.
-    pub initial: usize,
-}
-
-impl Stack {
-    pub fn mapped_size(&self) -> usize {
-        self.top - self.mapped_lo
-    }
-}
+pub use crate::records::g::Stack;
 
 /// Sizes of thread stacks, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -379,7 +359,7 @@ pub fn reserved_lo(g: &G) -> usize {
 /// may hold any lock: so it takes none but the frame allocator's (and not that one if the thread
 /// holds it), and never uses the heap (checked by the heap in debug builds).
 pub fn grow(g: &G, sp: usize) -> Result<(), GrowError> {
-    let cpu = crate::sched::percpu::this_cpu();
+    let cpu = crate::records::percpu::this_cpu();
     cpu.growing_stack.store(true, Ordering::Relaxed);
     let result = grow_mapped(g, sp);
     cpu.growing_stack.store(false, Ordering::Relaxed);
@@ -412,7 +392,7 @@ fn grow_mapped(g: &G, sp: usize) -> Result<(), GrowError> {
         g.stackguard0.store(new_lo + STACK_GUARD, Ordering::Relaxed);
     }
     g.stack_growths.fetch_add(1, Ordering::Relaxed);
-    crate::sched::percpu::this_cpu().counters.stack_growths.fetch_add(1, Ordering::Relaxed);
+    crate::records::percpu::this_cpu().counters.stack_growths.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 

@@ -163,7 +163,7 @@ ktest! {
         for below_the_mapped_part in [false, true] {
             let t = crate::sched::spawn("stack-exec", move || {
                 let target = if below_the_mapped_part {
-                    let stack = crate::sched::percpu::current().stack.get().expect("a thread has a stack");
+                    let stack = crate::records::percpu::current().stack.get().expect("a thread has a stack");
                     stack.mapped_lo - 2 * PAGE_SIZE
                 } else {
                     let code = core::hint::black_box([0xc3u8; 16]); // `ret`, on the stack
@@ -191,7 +191,7 @@ ktest! {
     /// when the flushing thread moves to another CPU half-way (forced preemption makes that
     /// likely): afterwards, reading the page faults on every CPU.
     fn a_flush_everywhere_reaches_every_cpu() {
-        let cpus = crate::sched::percpu::CPUS_ONLINE.load(core::sync::atomic::Ordering::Acquire) as usize;
+        let cpus = crate::records::percpu::CPUS_ONLINE.load(core::sync::atomic::Ordering::Acquire) as usize;
         if cpus < 2 {
             crate::ktest_skip!("needs at least 2 CPUs (--smp 2)");
         }

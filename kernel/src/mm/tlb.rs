@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::VirtAddr;
 
 use crate::mm::layout::PAGE_SIZE;
-use crate::sched::percpu::{self, MAX_CPUS};
+use crate::records::percpu::{self, MAX_CPUS};
 
 /// More pages than this are flushed with a full CR3 reload instead of one `invlpg` each.
 const FULL_FLUSH_PAGES: usize = 32;

@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::mm::layout::PAGE_SIZE;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::spin::{Rank, SpinLock};
 
 /// Address space covered by one leaf page table.
 pub const CHUNK_SIZE: usize = 512 * PAGE_SIZE;

@@ -25,7 +25,8 @@ use core::fmt;
 use core::sync::atomic::Ordering;
 
 use crate::arch::backtrace::Backtrace;
-use crate::sched::g::G;
+use crate::records::exit::DeathHook;
+use crate::records::g::G;
 
 /// A panic's message, formatted without the heap into a buffer on the dying thread's stack (it
 /// may be the heap that failed): the report prints it from there. Longer messages are cut, at a
@@ -88,36 +89,6 @@ impl fmt::Display for PanicText {
     }
 }
 
-/// How a thread died (the `Err` of `JoinHandle::join`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Death {
-    /// It panicked with this message (or `MESSAGE_LOST`).
-    Panic(Cow<'static, str>),
-    /// It ran off the end of its stack reservation.
-    StackOverflow { rsp: u64, lo: u64, hi: u64 },
-    /// It took CPU exception `vector` at `rip` (`cr2` = faulting address of a page fault).
-    Fault { vector: u8, error_code: u64, rip: u64, cr2: u64 },
-}
-
-impl fmt::Display for Death {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Death::Panic(msg) => write!(f, "panicked: {msg}"),
-            Death::StackOverflow { rsp, lo, hi } => {
-                write!(f, "stack overflow (rsp {rsp:#x}, stack {lo:#x}..{hi:#x})")
-            }
-            Death::Fault { vector, rip, cr2, .. } => {
-                let (mnemonic, name) = crate::arch::exceptions::name(u64::from(*vector));
-                write!(f, "{name} ({mnemonic}) at {rip:#x}")?;
-                if *vector == 14 {
-                    write!(f, ", address {cr2:#x}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// Why a context may not die alone right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MustNotDie {
@@ -175,7 +146,7 @@ impl fmt::Display for OverflowLine<'_> {
             crate::sched::thread::describe(self.g),
             self.rsp,
             crate::mm::stack::reserved_lo(self.g),
-            lo + crate::sched::stackguard::STACK_GUARD
+            lo + crate::records::g::STACK_GUARD
         )
     }
 }
@@ -183,17 +154,10 @@ impl fmt::Display for OverflowLine<'_> {
 /// Prints the report of thread `g`'s stack overflow (it may die alone): what, which check caught
 /// it and why, and the backtrace; counts it.
 pub fn report_overflow(g: &G, rsp: usize, caught_by: fmt::Arguments<'_>, trace: &Backtrace) {
-    crate::sched::percpu::this_cpu_unchecked().counters.overflows.fetch_add(1, Ordering::Relaxed);
+    crate::records::percpu::this_cpu_unchecked().counters.overflows.fetch_add(1, Ordering::Relaxed);
     crate::println!("{}", OverflowLine { g, rsp });
     crate::println!("  caught by {caught_by}");
     trace.print();
-}
-
-/// A duty a thread leaves if it dies (see `on_death`). Lives on the thread's stack.
-pub struct DeathHook {
-    run: unsafe fn(*const ()),
-    arg: *const (),
-    outer: *const DeathHook,
 }
 
 /// Runs `f`; if the thread dies inside it, `hook(arg)` runs before the thread's stack is freed
@@ -202,7 +166,7 @@ pub struct DeathHook {
 /// # Safety
 /// `arg` must stay valid for `hook` while `f` runs (it usually points into the caller's frame).
 pub unsafe fn on_death<R>(hook: unsafe fn(*const ()), arg: *const (), f: impl FnOnce() -> R) -> R {
-    let g = crate::sched::percpu::current();
+    let g = crate::records::percpu::current();
     let node = DeathHook { run: hook, arg, outer: g.death_hooks.get() };
     g.death_hooks.set(&node);
     let r = f();

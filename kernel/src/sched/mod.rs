@@ -24,13 +24,9 @@
 //! Interrupt handlers never ready threads: they only request preemption. So run-queue and
 //! timer operations run either on g0 (interrupts off) or in a thread with interrupts off.
 
-pub mod counters;
 pub mod death;
-pub mod g;
-pub mod percpu;
 pub mod preempt;
 mod preempt_tests;
-pub mod runq;
 mod smp_tests;
 pub mod stackguard;
 mod tests;
@@ -41,11 +37,11 @@ pub mod vcpu_share;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::cpu::IrqGuard;
-use crate::arch::switch::{gogo, mcall};
-use crate::sched::g::{G, GState, WaitReason};
-use crate::sched::percpu::{PerCpu, current, this_cpu};
-use crate::sched::runq::GLOBAL;
-use crate::sync::spin::ParkUnlock;
+use crate::records::switch::{gogo, mcall};
+use crate::records::g::{G, GState, WaitReason};
+use crate::records::percpu::{PerCpu, current, this_cpu};
+use crate::records::runq::GLOBAL;
+use crate::records::spin::ParkUnlock;
 
 pub use thread::{JoinHandle, spawn, spawn_on, try_spawn};
 
@@ -71,7 +67,7 @@ pub fn run_scheduler(cpu: &'static PerCpu) -> ! {
 /// the local ring is full, and wakes an idle CPU to take it if there is one.
 #[inline(always)]
 pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
-    if g.pinned.load(Ordering::Relaxed) != g::NOT_PINNED {
+    if g.pinned.load(Ordering::Relaxed) != crate::records::g::NOT_PINNED {
         put_pinned(cpu, g);
         return;
     }
@@ -82,7 +78,7 @@ pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
 /// Queues pinned thread `g` in its CPU's inbox, waking that CPU if it is idle.
 #[cold]
 fn put_pinned(cpu: &PerCpu, g: &'static G) {
-    let target = percpu::cpu(g.pinned.load(Ordering::Relaxed) as usize);
+    let target = crate::records::percpu::cpu(g.pinned.load(Ordering::Relaxed) as usize);
     target.inbox.push(g);
     if target.id != cpu.id {
         crate::arch::smp::wake_cpu(cpu, target);
@@ -179,7 +175,7 @@ fn switched_holding_locks(g: &G, extra: u32, what: &str) -> ! {
 /// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
 pub fn preempt_m(g: &'static G) -> ! {
     g.transition(GState::Running, GState::Runnable);
-    if g.pinned.load(Ordering::Relaxed) == g::NOT_PINNED {
+    if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
         GLOBAL.push(g);
         crate::arch::smp::wake_idle_cpu(this_cpu());
     } else {
@@ -275,8 +271,8 @@ fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
     GLOBAL.with(|global| {
         let first = global.pop()?;
         cpu.counters.global_gets.fetch_add(1, Ordering::Relaxed);
-        let cpus = percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
-        let share = (global.len() / cpus).min(runq::LOCAL_CAPACITY / 2);
+        let cpus = crate::records::percpu::CPUS_ONLINE.load(Ordering::Relaxed).max(1) as usize;
+        let share = (global.len() / cpus).min(crate::records::runq::LOCAL_CAPACITY / 2);
         for _ in 0..share {
             match global.pop() {
                 Some(g) => cpu.runq.put(g, false),

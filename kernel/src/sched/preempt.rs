@@ -19,10 +19,10 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::arch::switch::{ASYNC_PREEMPT_STACK, async_preempt_entry, mcall};
-use crate::arch::trap::TrapFrame;
-use crate::sched::percpu::{PerCpu, current, this_cpu};
-use crate::sched::stackguard::STACK_PREEMPT;
+use crate::records::switch::{ASYNC_PREEMPT_STACK, async_preempt_entry, mcall};
+use crate::records::trap_entry::TrapFrame;
+use crate::records::percpu::{PerCpu, current, this_cpu};
+use crate::records::g::STACK_PREEMPT;
 
 /// How the timer preempts (`preempt=` on the command line).
 #[repr(u8)]
@@ -151,6 +151,6 @@ pub extern "C" fn async_preempted() {
     }
 }
 
-extern "C" fn async_preempt_m(g: &'static crate::sched::g::G) -> ! {
+extern "C" fn async_preempt_m(g: &'static crate::records::g::G) -> ! {
     crate::sched::preempt_m(g)
 }

@@ -8,8 +8,8 @@ use core::time::Duration;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
-use crate::sched::counters::totals;
-use crate::sched::percpu::{current, this_cpu};
+use crate::records::counters::totals;
+use crate::records::percpu::{current, this_cpu};
 use crate::sched::{spawn, yield_now};
 use crate::sync::{Chan, chan};
 
@@ -36,7 +36,7 @@ ktest! {
         STOP.store(false, Ordering::SeqCst);
         SPINNING.store(0, Ordering::SeqCst);
         let before = totals();
-        let cpus = crate::sched::percpu::CPUS_ONLINE.load(Ordering::Relaxed);
+        let cpus = crate::records::percpu::CPUS_ONLINE.load(Ordering::Relaxed);
         let spinners: Vec<_> = (0..cpus)
             .map(|_| {
                 spawn("spinner", || {
@@ -121,8 +121,8 @@ ktest! {
     /// prologue (the deferred counter rises), then taken right after the lock is released,
     /// and nothing deadlocks.
     fn spin_lock_defers_preemption() {
-        static LOCK: crate::sync::spin::SpinLock<u64> =
-            crate::sync::spin::SpinLock::new(crate::sync::spin::Rank::Object, 0);
+        static LOCK: crate::records::spin::SpinLock<u64> =
+            crate::records::spin::SpinLock::new(crate::records::spin::Rank::Object, 0);
         let before = totals();
         let (deferred, still_pending) = {
             let mut guard = LOCK.lock();
@@ -165,7 +165,7 @@ ktest! {
         let after = totals().since(&before);
         assert_eq!(sum, CALLS * (CALLS - 1) / 2);
         assert!(after.preempt_coop >= CALLS, "{} preemptions for {CALLS} prologues", after.preempt_coop);
-        for cpu in crate::sched::percpu::online_cpus() {
+        for cpu in crate::records::percpu::online_cpus() {
             for g in [cpu.g0(), cpu.current_gintr()] {
                 assert!(!g.guard_poisoned() && !g.preempt.load(Ordering::Relaxed), "a system context was asked to yield");
             }

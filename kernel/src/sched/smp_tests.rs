@@ -9,8 +9,8 @@ use core::time::Duration;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
-use crate::sched::counters::totals;
-use crate::sched::percpu::{CPUS_ONLINE, MAX_CPUS, online_cpus, this_cpu};
+use crate::records::counters::totals;
+use crate::records::percpu::{CPUS_ONLINE, MAX_CPUS, online_cpus, this_cpu};
 use crate::sched::{spawn, spawn_on, yield_now};
 use crate::sync::{Chan, Mutex, chan};
 
@@ -185,7 +185,7 @@ ktest! {
         static CYCLES: AtomicU64 = AtomicU64::new(0);
         STOP.store(false, Ordering::SeqCst);
         let freer = spawn_on(1, "record-freer", || {
-            type Junk = alloc::boxed::Box<[u8; core::mem::size_of::<crate::sched::g::G>()]>;
+            type Junk = alloc::boxed::Box<[u8; core::mem::size_of::<crate::records::g::G>()]>;
             let mut junk: Vec<Junk> = Vec::new();
             while !STOP.load(Ordering::SeqCst) {
                 let threads: Vec<_> = (0..32).map(|i| spawn("short", move || i)).collect();
@@ -196,7 +196,7 @@ ktest! {
                 // Reuse the freed records' memory for something else, as the heap would, and keep
                 // it so until the next round.
                 junk.clear();
-                junk.extend((0..32).map(|_| alloc::boxed::Box::new([0xa5; core::mem::size_of::<crate::sched::g::G>()])));
+                junk.extend((0..32).map(|_| alloc::boxed::Box::new([0xa5; core::mem::size_of::<crate::records::g::G>()])));
                 core::hint::black_box(&junk);
                 CYCLES.fetch_add(1, Ordering::SeqCst);
             }

@@ -38,27 +38,11 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::backtrace::Backtrace;
-use crate::arch::switch::gogo;
+use crate::records::switch::gogo;
 use crate::mm::stack::GrowError;
-use crate::sched::g::{G, GKind, OFF_KIND};
-use crate::sched::percpu::{OFF_CURG, this_cpu};
+use crate::records::g::{G, GKind, OFF_KIND, STACK_COUNT, STACK_GUARD, STACK_PREEMPT};
+use crate::records::percpu::{OFF_CURG, this_cpu};
 
-/// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
-/// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
-/// plus what `morestack` pushes, plus the code that runs with the check deferred (holding the
-/// frame allocator's lock while a growth is pending).
-pub const STACK_GUARD: usize = 2048;
-
-/// Values at or above this are requests, not bounds (Go's `stackPoisonMin`).
-pub const STACK_POISON_MIN: usize = (-4096isize) as usize;
-/// "Yield at your next call" (Go's `stackPreempt`).
-pub const STACK_PREEMPT: usize = (-1314isize) as usize;
-/// Tests only: "count every prologue in the slow path and stay poisoned".
-pub const STACK_COUNT: usize = (-1400isize) as usize;
-
-pub const fn is_poison(guard: usize) -> bool {
-    guard >= STACK_POISON_MIN
-}
 
 // The hook. Register contract: called (plain C ABI, no arguments) by every instrumented
 // function after its prologue; may clobber rax, rcx, rdx, rsi, rdi, r8-r11 and flags; keeps
@@ -129,7 +113,7 @@ unsafe extern "C" fn morestack() {
         kind = const OFF_KIND,
         thread = const GKind::Thread as u8,
         newstack = sym newstack,
-        mcall = sym crate::arch::switch::mcall,
+        mcall = sym crate::records::switch::mcall,
         system_overflow = sym system_overflow_entry,
     )
 }
@@ -164,7 +148,7 @@ extern "C" fn system_overflow(g: &G, rsp: usize, rbp: usize, rip: usize) -> ! {
     crate::fatal::fatal_with_trace(
         format_args!(
             "stack overflow on {which} of CPU {}: rsp {rsp:#x}, stack {lo:#x}..{hi:#x}, guard {:#x}",
-            crate::sched::percpu::this_cpu_unchecked().id,
+            crate::records::percpu::this_cpu_unchecked().id,
             lo + STACK_GUARD
         ),
         &Backtrace::from_frame(rip.saturating_sub(1), rbp, lo, hi),
@@ -247,12 +231,12 @@ fn overflow(g: &'static G, sp: usize, rflags: usize, why: &str) {
 /// path and is counted in `CpuCounters::hook_counted`. Inline (no prologue of its own).
 #[inline(always)]
 pub fn count_start() {
-    crate::sched::percpu::current().stackguard0.store(STACK_COUNT, Ordering::Relaxed);
+    crate::records::percpu::current().stackguard0.store(STACK_COUNT, Ordering::Relaxed);
 }
 
 /// Disarms count mode. Inline (no prologue of its own).
 #[inline(always)]
 pub fn count_stop() {
-    let g = crate::sched::percpu::current();
+    let g = crate::records::percpu::current();
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
 }

@@ -22,20 +22,21 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::cell::{Cell, UnsafeCell};
+
 use core::fmt;
 use core::marker::PhantomData;
-use core::mem::{MaybeUninit, align_of, size_of};
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::switch::{mcall, thread_entry, thread_trap_exit};
-use crate::arch::trap::TrapFrame;
+use crate::records::switch::{mcall, thread_entry, thread_trap_exit};
+use crate::records::trap_entry::TrapFrame;
 use crate::mm::stack::{self, StackError};
-use crate::sched::g::{G, GKind, GState, Name, WaitReason};
-use crate::sched::percpu::{current, this_cpu};
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::{G, GKind, GState, Name, WaitReason};
+use crate::records::percpu::{current, this_cpu};
+use crate::records::spin::{Rank, SpinLock};
 
-pub use crate::sched::death::Death;
+pub use crate::records::exit::Death;
+use crate::records::exit::{RESULT_DETACHED, RESULT_EMPTY, RESULT_STORED, RESULT_WORDS};
 
 /// Why a thread could not be spawned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,70 +53,6 @@ impl fmt::Display for SpawnError {
             SpawnError::OutOfMemory => write!(f, "out of memory for a thread record"),
             SpawnError::Stack(e) => write!(f, "no stack: {e:?}"),
         }
-    }
-}
-
-/// Words of inline storage for a thread's result; larger results are boxed.
-const RESULT_WORDS: usize = 4;
-
-struct ExitInner {
-    done: bool,
-    joiner: *const G,
-    death: Option<Death>,
-}
-
-/// `ExitState::result_state`: nothing stored yet, ...
-const RESULT_EMPTY: u8 = 0;
-/// ... a result stored in the slot, for the handle to take or drop, ...
-const RESULT_STORED: u8 = 1;
-/// ... or the handle dropped first: the thread drops its own result.
-const RESULT_DETACHED: u8 = 2;
-
-/// The join protocol's state, part of every `G`.
-///
-/// The result is a race between the thread (storing it as it finishes) and its handle (joined
-/// or dropped, at any time), decided by one compare-and-swap on `result_state`: a result stored
-/// before the handle is dropped is dropped by the handle's owner; a handle dropped first makes the
-/// thread drop its own result. Either way the drop runs in a thread, which may block -- never on
-/// g0 (where the last reference can go, when the thread exits), which must not.
-pub struct ExitState {
-    inner: SpinLock<ExitInner>,
-    /// Owners of the `G`: the thread until it has exited, and its join handle.
-    refs: AtomicU32,
-    /// `RESULT_EMPTY`, `RESULT_STORED` or `RESULT_DETACHED`.
-    result_state: AtomicU8,
-    /// The result, valid while `result_state` is `RESULT_STORED`.
-    result: UnsafeCell<MaybeUninit<[u64; RESULT_WORDS]>>,
-    /// The type-erased `drop_in_place` of the stored result (written before it is published).
-    drop_result: Cell<Option<unsafe fn(*mut u8)>>,
-}
-
-impl ExitState {
-    pub const fn new() -> ExitState {
-        ExitState {
-            inner: SpinLock::new(Rank::Object, ExitInner { done: false, joiner: core::ptr::null(), death: None }),
-            refs: AtomicU32::new(0),
-            result_state: AtomicU8::new(RESULT_EMPTY),
-            result: UnsafeCell::new(MaybeUninit::uninit()),
-            drop_result: Cell::new(None),
-        }
-    }
-
-    /// Prepares the state for a new thread. The caller owns the record exclusively (it just
-    /// came off the free list), so the lock is not needed.
-    fn reset(&self) {
-        // SAFETY: nobody else can reach this record yet (see above).
-        let inner = unsafe { self.inner.data_raw() };
-        inner.done = false;
-        inner.joiner = core::ptr::null();
-        inner.death = None;
-        self.result_state.store(RESULT_EMPTY, Ordering::Relaxed);
-        self.drop_result.set(None);
-        self.refs.store(2, Ordering::Relaxed);
-    }
-
-    fn slot(&self) -> *mut u8 {
-        self.result.get().cast()
     }
 }
 
@@ -316,7 +253,7 @@ where
     T: Send + 'static,
 {
     assert!(
-        cpu < crate::sched::percpu::MAX_CPUS && crate::sched::percpu::cpu(cpu).online.load(Ordering::Acquire),
+        cpu < crate::records::percpu::MAX_CPUS && crate::records::percpu::cpu(cpu).online.load(Ordering::Acquire),
         "spawn_on: CPU {cpu} is not online"
     );
     match spawn_impl(name, f, cpu as u32) {
@@ -331,7 +268,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_impl(name, f, crate::sched::g::NOT_PINNED)
+    spawn_impl(name, f, crate::records::g::NOT_PINNED)
 }
 
 fn spawn_impl<F, T>(name: &str, f: F, pin: u32) -> Result<JoinHandle<T>, SpawnError>

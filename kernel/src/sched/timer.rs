@@ -16,70 +16,12 @@
 //! without the lock. The heap itself is under a `SpinLock`: threads add to it and g0 fires it;
 //! no interrupt handler touches it.
 
-use alloc::collections::BinaryHeap;
-use core::cmp::{Ordering as CmpOrdering, Reverse};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use crate::sched::g::{G, WaitReason};
-use crate::sched::percpu::{PerCpu, current};
-
-/// What happens when a timer fires.
-pub enum Action {
-    /// Ready a thread parked in `sleep_until`.
-    Wake(&'static G),
-    /// Call `f(arg)` on g0 (`f` must not block or panic).
-    Call { f: fn(usize), arg: usize },
-}
-
-pub struct Timer {
-    /// Deadline, in TSC ticks.
-    when: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        (self.when, self.seq) == (other.when, other.seq)
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (self.when, self.seq).cmp(&(other.when, other.seq))
-    }
-}
-
-pub struct TimerHeap {
-    heap: BinaryHeap<Reverse<Timer>>,
-    seq: u64,
-}
-
-// SAFETY: timers only hold thread records (shared safely) and the words of their callbacks (whose
-// registrants make them valid on any CPU).
-unsafe impl Send for TimerHeap {}
-
-impl TimerHeap {
-    pub const fn new() -> TimerHeap {
-        TimerHeap { heap: BinaryHeap::new(), seq: 0 }
-    }
-
-    fn push(&mut self, when: u64, action: Action) {
-        self.seq += 1;
-        self.heap.push(Reverse(Timer { when, seq: self.seq, action }));
-    }
-
-    /// The earliest deadline, or `u64::MAX`.
-    fn next_due(&self) -> u64 {
-        self.heap.peek().map_or(u64::MAX, |t| t.0.when)
-    }
-}
+use crate::records::g::WaitReason;
+use crate::records::percpu::{PerCpu, current};
+use crate::records::timer_heap::{Action, TimerHeap};
 
 /// Is a timer due on `cpu`?
 #[inline(always)]
@@ -98,14 +40,14 @@ fn add(cpu: &PerCpu, heap: &mut TimerHeap, when: Duration, action: Action) {
 pub fn run_expired(cpu: &PerCpu) {
     let now = crate::arch::cpu::rdtsc();
     loop {
-        let timer = {
+        let action = {
             let mut timers = cpu.timers.lock();
-            let timer = if timers.next_due() <= now { timers.heap.pop().map(|t| t.0) } else { None };
+            let action = timers.pop_due(now);
             cpu.next_timer_tsc.store(timers.next_due(), Ordering::Relaxed);
-            timer
+            action
         };
-        let Some(timer) = timer else { return };
-        match timer.action {
+        let Some(action) = action else { return };
+        match action {
             Action::Wake(g) => crate::sched::ready(g),
             Action::Call { f, arg } => f(arg),
         }
@@ -117,7 +59,7 @@ pub fn sleep_until(when: Duration) {
     let g = current();
     // If the thread migrates between reading the CPU and taking the lock, the timer simply
     // lives on the CPU it left: it fires there and readies the thread wherever it is parked.
-    let cpu = crate::sched::percpu::this_cpu_unchecked();
+    let cpu = crate::records::percpu::this_cpu_unchecked();
     let mut heap = cpu.timers.lock();
     add(cpu, &mut heap, when, Action::Wake(g));
     crate::sched::park(WaitReason::Sleep, heap.into_parked());
@@ -127,13 +69,13 @@ pub fn sleep_until(when: Duration) {
 /// block or panic.
 pub fn call_at(when: Duration, f: fn(usize), arg: usize) {
     // As in `sleep_until`, a migration here only changes which CPU fires the timer.
-    let cpu = crate::sched::percpu::this_cpu_unchecked();
+    let cpu = crate::records::percpu::this_cpu_unchecked();
     add(cpu, &mut cpu.timers.lock(), when, Action::Call { f, arg });
 }
 
 /// Gives back the spare capacity of every CPU's timer heap (tests comparing heap use).
 pub fn release_cached() {
-    for cpu in crate::sched::percpu::online_cpus() {
-        cpu.timers.lock().heap.shrink_to_fit();
+    for cpu in crate::records::percpu::online_cpus() {
+        cpu.timers.lock().shrink_to_fit();
     }
 }

@@ -22,7 +22,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sched::percpu::{self, PerCpu};
+use crate::records::percpu::{self, PerCpu};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// TSC ticks per slot.

@@ -25,9 +25,9 @@ use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
-use crate::sched::g::{G, WaitReason};
-use crate::sched::percpu::current;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::{G, WaitReason};
+use crate::records::percpu::current;
+use crate::records::spin::{Rank, SpinLock};
 
 /// How a parked channel operation ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -3,11 +3,9 @@
 //! `sched::park`/`sched::ready`.
 
 pub mod chan;
-pub mod lockrank;
 pub mod mutex;
 pub mod once;
 pub mod select;
-pub mod spin;
 mod tests;
 pub mod waitgroup;
 pub mod waitq;

@@ -15,9 +15,9 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::sched::g::WaitReason;
-use crate::sched::percpu::current;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::WaitReason;
+use crate::records::percpu::current;
+use crate::records::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 const UNLOCKED: u32 = 0;

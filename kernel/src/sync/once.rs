@@ -5,9 +5,9 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::sched::g::WaitReason;
-use crate::sched::percpu::current;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::WaitReason;
+use crate::records::percpu::current;
+use crate::records::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 const NEW: u8 = 0;

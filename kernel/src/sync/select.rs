@@ -21,10 +21,10 @@
 //! 5. Awake, the thread locks the channels again, takes its other waiters out of their
 //!    queues, and runs the winning case's body.
 
-use crate::sched::g::{G, WaitReason};
-use crate::sched::percpu::current;
+use crate::records::g::{G, WaitReason};
+use crate::records::percpu::current;
 use crate::sync::chan::{Chan, RecvAttempt, SelectWait, Status, Waiter};
-use crate::sync::spin::ParkUnlock;
+use crate::records::spin::ParkUnlock;
 
 /// Most cases a `select!` may have.
 pub const MAX_CASES: usize = 16;
@@ -272,7 +272,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> Option<usize> {
     let mut poll = [0usize; MAX_CASES];
     {
         let _irq = crate::arch::cpu::IrqGuard::new();
-        let cpu = crate::sched::percpu::this_cpu();
+        let cpu = crate::records::percpu::this_cpu();
         for i in 0..n {
             let j = (cpu.fastrand() % (i as u64 + 1)) as usize;
             poll[i] = poll[j];

@@ -7,9 +7,9 @@
 
 use core::sync::atomic::{AtomicI64, Ordering};
 
-use crate::sched::g::WaitReason;
-use crate::sched::percpu::current;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::WaitReason;
+use crate::records::percpu::current;
+use crate::records::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
 
 pub struct WaitGroup {

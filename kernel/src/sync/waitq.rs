@@ -5,7 +5,7 @@
 
 use core::cell::Cell;
 
-use crate::sched::g::G;
+use crate::records::g::G;
 
 /// A parked thread's entry. Must stay in place while queued.
 pub struct WaitNode {

@@ -21,11 +21,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::cpu::ArchCpu;
-use crate::sched::counters::CpuCounters;
-use crate::sched::g::{G, GKind};
-use crate::sched::runq::{LocalRunQueue, SharedThreadList};
-use crate::sched::timer::TimerHeap;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::counters::CpuCounters;
+use crate::records::g::{G, GKind};
+use crate::records::runq::{LocalRunQueue, SharedThreadList};
+use crate::records::timer_heap::TimerHeap;
+use crate::records::spin::{Rank, SpinLock};
 
 /// The most CPUs Prologue can run on.
 pub const MAX_CPUS: usize = 16;

@@ -21,8 +21,46 @@
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::mm::stack::Stack;
-use crate::sched::stackguard::{STACK_GUARD, STACK_PREEMPT, is_poison};
+
+/// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
+/// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
+/// plus what `morestack` pushes, plus the code that runs with the check deferred (holding the
+/// frame allocator's lock while a growth is pending).
+pub const STACK_GUARD: usize = 2048;
+
+/// Values at or above this are requests, not bounds (Go's `stackPoisonMin`).
+pub const STACK_POISON_MIN: usize = (-4096isize) as usize;
+/// "Yield at your next call" (Go's `stackPreempt`).
+pub const STACK_PREEMPT: usize = (-1314isize) as usize;
+/// Tests only: "count every prologue in the slow path and stay poisoned".
+pub const STACK_COUNT: usize = (-1400isize) as usize;
+
+/// Is `guard` a request rather than a bound?
+pub const fn is_poison(guard: usize) -> bool {
+    guard >= STACK_POISON_MIN
+}
+
+/// One stack. `Copy` so that a `G` can keep it in a `Cell`; ownership is still unique by
+/// convention (exactly one live copy is freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    /// Slot number in its region.
+    pub slot: usize,
+    /// Lowest reserved address (the guard page is just below).
+    pub base: usize,
+    /// Highest address + 1.
+    pub top: usize,
+    /// Lowest mapped address.
+    pub mapped_lo: usize,
+    /// Size mapped at allocation.
+    pub initial: usize,
+}
+
+impl Stack {
+    pub fn mapped_size(&self) -> usize {
+        self.top - self.mapped_lo
+    }
+}
 
 /// `G::pinned` of a thread any CPU may run.
 pub const NOT_PINNED: u32 = u32::MAX;
@@ -169,7 +207,7 @@ pub struct G {
     /// Spin locks held (Go's `m.locks`). Written only by the context itself.
     pub locks: AtomicU32,
     /// The ranks of those locks, for the lock-order check (`sync::lockrank`).
-    pub held_ranks: crate::sync::lockrank::HeldRanks,
+    pub held_ranks: crate::records::lockrank::HeldRanks,
     /// A preemption was requested and not yet honoured.
     pub preempt: AtomicBool,
     /// A stack overflow was caught while the thread could not die alone; it is judged again at
@@ -193,9 +231,9 @@ pub struct G {
     /// The stack this thread owns (threads only; system stacks are owned by their CPU).
     pub stack: Cell<Option<Stack>>,
     /// The join protocol (outcome, result, joiner); see `sched::thread`.
-    pub exit: crate::sched::thread::ExitState,
+    pub exit: crate::records::exit::ExitState,
     /// Duties to run if the thread dies (innermost first), linked through its stack.
-    pub death_hooks: Cell<*const crate::sched::death::DeathHook>,
+    pub death_hooks: Cell<*const crate::records::exit::DeathHook>,
 
     // ---- statistics ----
     /// Number of stack growths (see `sched::stackguard`).
@@ -257,7 +295,7 @@ impl G {
             state: AtomicU8::new(GState::Running as u8),
             wait_reason: Cell::new(WaitReason::None),
             locks: AtomicU32::new(0),
-            held_ranks: crate::sync::lockrank::HeldRanks::new(),
+            held_ranks: crate::records::lockrank::HeldRanks::new(),
             preempt: AtomicBool::new(false),
             overflow_pending: AtomicBool::new(false),
             preempt_tick: AtomicU64::new(0),
@@ -268,7 +306,7 @@ impl G {
             id: Cell::new(0),
             name: Cell::new(Name::empty()),
             stack: Cell::new(None),
-            exit: crate::sched::thread::ExitState::new(),
+            exit: crate::records::exit::ExitState::new(),
             death_hooks: Cell::new(core::ptr::null()),
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),

@@ -90,7 +90,7 @@ counters! {
 /// Counters summed over every online CPU.
 pub fn totals() -> Totals {
     let mut t = Totals::default();
-    for cpu in crate::sched::percpu::online_cpus() {
+    for cpu in crate::records::percpu::online_cpus() {
         t.add(&cpu.counters.snapshot());
     }
     t

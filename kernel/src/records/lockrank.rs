@@ -16,7 +16,7 @@
 
 use core::cell::Cell;
 
-use crate::sched::g::G;
+use crate::records::g::G;
 
 /// The lock order, outer first. Where each lock lives, and why it sits where it does:
 #[repr(u8)]

@@ -20,8 +20,8 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use crate::sched::g::G;
-use crate::sync::spin::{Rank, SpinLock};
+use crate::records::g::G;
+use crate::records::spin::{Rank, SpinLock};
 
 /// Capacity of a local ring (a power of two).
 pub const LOCAL_CAPACITY: usize = 256;

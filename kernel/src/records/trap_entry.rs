@@ -18,13 +18,10 @@
 
 use core::fmt;
 
-use crate::sched::g::G;
-use crate::sched::percpu::{OFF_CURG, OFF_GCRIT, OFF_GINTR};
+use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI};
+use crate::records::g::G;
+use crate::records::percpu::{OFF_CURG, OFF_GCRIT, OFF_GINTR};
 
-/// Vectors of the exceptions that run on their own IST stacks with checks disabled.
-pub const VECTOR_NMI: u64 = 2;
-pub const VECTOR_DOUBLE_FAULT: u64 = 8;
-pub const VECTOR_MACHINE_CHECK: u64 = 18;
 
 /// Everything `trap_common` saved, lowest address first.
 #[repr(C)]

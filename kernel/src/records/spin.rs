@@ -20,11 +20,11 @@
 use core::ops::{Deref, DerefMut};
 
 use crate::arch::cpu::IrqGuard;
-use crate::sched::g::G;
-use crate::sched::percpu::current;
+use crate::records::g::G;
+use crate::records::percpu::current;
 use crate::sched::preempt;
-pub use crate::sync::lockrank::Rank;
-use crate::sync::lockrank::{rank_acquire, rank_release};
+pub use crate::records::lockrank::Rank;
+use crate::records::lockrank::{rank_acquire, rank_release};
 
 /// A spin lock that raises the holder's non-preemptible depth.
 pub struct SpinLock<T> {
@@ -50,7 +50,7 @@ impl<T> SpinLock<T> {
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         debug_assert!(
-            !crate::sched::percpu::this_cpu_unchecked().in_irq.load(core::sync::atomic::Ordering::Relaxed),
+            !crate::records::percpu::this_cpu_unchecked().in_irq.load(core::sync::atomic::Ordering::Relaxed),
             "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
         );
         self.lock_raw();

@@ -15,11 +15,11 @@
 
 use core::arch::naked_asm;
 
-use crate::sched::g::{
+use crate::records::g::{
     CTX_R12, CTX_R13, CTX_R14, CTX_R15, CTX_RBP, CTX_RBX, CTX_RFLAGS, CTX_RSP, G, GKind, OFF_CTX, OFF_KIND,
     OFF_STACK_HI,
 };
-use crate::sched::percpu::{OFF_CURG, OFF_G0};
+use crate::records::percpu::{OFF_CURG, OFF_G0};
 
 /// Saves the current thread's context and calls `f(g)` on this CPU's g0 stack, with `curg` =
 /// g0 and interrupts disabled. `f` never returns; the thread resumes (returning from `mcall`)

@@ -13,7 +13,7 @@
 use bootloader_api::config::Mapping;
 use bootloader_api::{BootInfo, BootloaderConfig};
 
-use crate::sched::percpu;
+use crate::records::percpu;
 
 /// Where the bootloader maps the kernel image (the top 2 GiB, as in Linux). The kernel is a
 /// position-independent executable whose ELF addresses start at 0, so a runtime address minus
@@ -91,10 +91,10 @@ pub unsafe extern "C" fn _start(boot_info: &'static mut BootInfo) -> ! {
         off_curg = const percpu::OFF_CURG,
         off_g0 = const percpu::OFF_G0,
         off_g0_rec = const percpu::OFF_G0_REC,
-        g_guard = const crate::sched::g::OFF_STACKGUARD0,
-        g_lo = const crate::sched::g::OFF_STACK_LO,
-        g_hi = const crate::sched::g::OFF_STACK_HI,
-        guard = const crate::sched::stackguard::STACK_GUARD,
+        g_guard = const crate::records::g::OFF_STACKGUARD0,
+        g_lo = const crate::records::g::OFF_STACK_LO,
+        g_hi = const crate::records::g::OFF_STACK_HI,
+        guard = const crate::records::g::STACK_GUARD,
         kernel_start = sym crate::kernel_start,
     )
 }
