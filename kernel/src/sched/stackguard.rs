@@ -81,7 +81,7 @@ core::arch::global_asm!(
     curg = const OFF_CURG,
     kind = const OFF_KIND,
     thread = const GKind::Thread as u8,
-    poison_min = const STACK_POISON_MIN as i64 as i32,
+    poison_min = const crate::records::g::STACK_POISON_MIN as i64 as i32,
     preempt = const STACK_PREEMPT as i64 as i32,
     morestack = sym morestack,
 );
