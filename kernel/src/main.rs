@@ -65,7 +65,9 @@ pub fn boot_info() -> &'static BootInfo {
     BOOT_INFO.get().expect("boot info kept at boot")
 }
 
-/// First Rust code, on CPU 0's boot stack with interrupts disabled (called by `_start`).
+/// First Rust code, on CPU 0's boot stack with interrupts disabled (called by `_start`, by
+/// name: the records floor's door up to this one).
+#[unsafe(no_mangle)]
 pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     let bsp = cpu(0);
     console::init();

@@ -11,8 +11,8 @@
 //! the stack (`PanicText`), so a panic of an allocation that failed can be reported; the join
 //! handle gets a copy if the heap can hold one.
 
-use crate::sched::death::{PanicText, may_die_alone};
 use crate::records::percpu::current;
+use crate::sched::death::{PanicText, may_die_alone};
 use crate::sched::thread::Death;
 use core::panic::PanicInfo;
 
@@ -28,9 +28,9 @@ fn panic(info: &PanicInfo) -> ! {
     }
     let message = PanicText::new(format_args!("{}", info.message()));
     match location {
-        Some(loc) => crate::println!("{} panicked at {loc}: {message}", crate::sched::thread::describe(g)),
-        None => crate::println!("{} panicked: {message}", crate::sched::thread::describe(g)),
+        Some(loc) => crate::println!("{} panicked at {loc}: {message}", g),
+        None => crate::println!("{} panicked: {message}", g),
     }
-    crate::arch::backtrace::here().print();
+    crate::fatal::backtrace::here().print();
     crate::sched::thread::exit_dead(Death::Panic(message.to_death_message()))
 }

@@ -1527,12 +1527,7 @@ fn watch(shared: &Shared, duration: Duration, before: &Totals) {
 fn print_threads() {
     crate::println!("stress: threads now:");
     crate::sched::thread::for_each_thread(|g| {
-        crate::println!(
-            "stress:   {} {:?} {}",
-            crate::sched::thread::describe(g),
-            g.state(),
-            g.wait_reason.get().as_str()
-        );
+        crate::println!("stress:   {} {:?} {}", g, g.state(), g.wait_reason.get().as_str());
     });
 }
 

@@ -16,10 +16,9 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::backtrace::Backtrace;
 use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI, VECTOR_PAGE_FAULT};
-use crate::records::trap_entry::TrapFrame;
 use crate::records::percpu::this_cpu;
+use crate::records::trap_entry::TrapFrame;
 use crate::sched::thread::Death;
 
 /// Handles exception `frame.vector` (0..=31).
@@ -62,29 +61,6 @@ fn breakpoint(frame: &mut TrapFrame) {
     log::debug!("breakpoint at {:#x} on CPU {}", frame.rip - 1, cpu.id);
 }
 
-/// Prints the standard exception report: what, where, in which context, registers, backtrace.
-pub fn report(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
-    let (mnemonic, name) = crate::arch::vectors::exception_name(frame.vector);
-    let g = frame.interrupted();
-    crate::println!(
-        "EXCEPTION: {name} ({mnemonic}, vector {}) on CPU {} in {}",
-        frame.vector,
-        crate::records::percpu::this_cpu_unchecked().id,
-        crate::sched::thread::describe(g)
-    );
-    if let Some(extra) = extra {
-        crate::println!("  {extra}");
-    }
-    if frame.vector == VECTOR_PAGE_FAULT {
-        crate::println!("  error code {:#x}, CR2 {:#018x}", frame.error_code, crate::arch::cpu::read_cr2());
-    } else {
-        crate::println!("  error code {:#x}", frame.error_code);
-    }
-    crate::println!("{frame}");
-    let (lo, hi) = g.stack_bounds();
-    Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();
-}
-
 /// An exception that is a bug in the interrupted code: kill the thread if it can die alone,
 /// otherwise stop the kernel. `extra` adds a line to the report (e.g. the page-fault address).
 pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
@@ -96,7 +72,7 @@ pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
             None => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}) ({why})")),
         }
     }
-    report(frame, extra);
+    crate::fatal::report_trap(frame, extra);
     let cr2 = if frame.vector == VECTOR_PAGE_FAULT { crate::arch::cpu::read_cr2() } else { 0 };
     crate::sched::thread::kill_from_trap(
         frame,

@@ -22,7 +22,6 @@ use crate::arch::cpu::{IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_N
 use crate::arch::vectors::{SPURIOUS, TEST_RECURSE, TIMER, TLB_SHOOTDOWN, WAKEUP};
 use crate::records::trap_entry::{TrapFrame, stub_address};
 
-
 static IDT: spin::Once<InterruptDescriptorTable> = spin::Once::new();
 
 fn build_idt() -> InterruptDescriptorTable {
@@ -71,8 +70,11 @@ pub fn load() {
     IDT.call_once(build_idt).load();
 }
 
-/// Routes one trap to its handler. Runs on the handler's stack with interrupts disabled.
-pub fn dispatch(frame: &mut TrapFrame) {
+/// Routes one trap to its handler: called by `trap_common` (by name, the door up from the trap
+/// entry stubs) for every interrupt and exception, on the handler's stack, with interrupts
+/// disabled and `curg` already switched to the handler's context.
+#[unsafe(no_mangle)]
+pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector;
     if vector >= 32 {
         let cpu = crate::records::percpu::this_cpu();

@@ -4,7 +4,6 @@
 pub mod acpi;
 pub mod ap;
 pub mod apic;
-pub mod backtrace;
 pub mod cpu;
 pub mod exceptions;
 pub mod fwcfg;
@@ -13,8 +12,8 @@ pub mod interrupts;
 pub mod pit;
 pub mod qemu;
 pub mod smp;
-pub mod vectors;
 mod tests;
+pub mod vectors;
 
 use crate::arch::cpu::{
     CRITICAL_STACK_SIZE, INTERRUPT_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI, StackRange,

@@ -2,8 +2,9 @@
 //!
 //! Output goes through one `IrqSpinLock`, so lines from different CPUs and from interrupt
 //! handlers never interleave inside a line, and a handler can print without deadlocking against
-//! the thread it interrupted. During a fatal report the lock is bypassed (`emergency_write`):
-//! the other CPUs are stopped and the report must get out even if the lock was held.
+//! the thread it interrupted. During a fatal report the lock is bypassed (`enter_emergency`,
+//! called by `fatal`): the other CPUs are stopped and the report must get out even if the lock
+//! was held. The console imports nothing above the records floor: `fatal` calls down into it.
 
 pub mod logger;
 
@@ -38,8 +39,8 @@ pub fn prints() -> u64 {
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
     PRINTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    if crate::fatal::in_progress() {
-        // SAFETY: the fatal reporter is the only CPU still running.
+    if EMERGENCY.load(core::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: the fatal reporter is the only CPU still running (`enter_emergency`).
         unsafe { SERIAL.force_unlock() };
     }
     if let Some(port) = SERIAL.lock().as_mut() {
@@ -47,8 +48,18 @@ pub fn _print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Set once a fatal report has stopped the other CPUs: from then on the console ignores its
+/// lock, which a stopped CPU may hold.
+static EMERGENCY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The fatal reporter, alone now: print without the lock from here on.
+pub fn enter_emergency() {
+    EMERGENCY.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes `s` even if the console lock is held (fatal paths only).
 pub fn emergency_write(s: &str) {
+    enter_emergency();
     _print(format_args!("{s}"));
 }
 

@@ -15,8 +15,8 @@
 
 use crate::arch::cpu::read_cr2;
 use crate::arch::exceptions::fault;
-use crate::records::trap_entry::TrapFrame;
 use crate::mm::stack::{self, GrowError, StackArea};
+use crate::records::trap_entry::TrapFrame;
 use crate::sched::thread::Death;
 
 /// Bits of a page fault's error code.
@@ -93,7 +93,7 @@ fn overflow(frame: &mut TrapFrame, addr: usize, why: &str) {
         crate::fatal::fatal_trap(frame, format_args!("{line} at {addr:#x}: {why}; it cannot die alone: {must_not}"));
     }
     let (lo, hi) = g.stack_bounds();
-    let trace = crate::arch::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi);
+    let trace = crate::fatal::backtrace::Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi);
     crate::sched::death::report_overflow(g, rsp, format_args!("the page-fault handler at {addr:#x}: {why}"), &trace);
     crate::sched::thread::kill_from_trap(frame, Death::StackOverflow { rsp: rsp as u64, lo: lo as u64, hi: hi as u64 });
 }

@@ -21,7 +21,6 @@
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-
 /// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
 /// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
 /// plus what `morestack` pushes, plus the code that runs with the check deferred (holding the
@@ -403,8 +402,39 @@ impl G {
         self.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
     }
 
+    /// Raises this context's non-preemptible depth (Go's `acquirem`). Only the context itself
+    /// calls it (taking a spin lock).
+    #[inline(always)]
+    pub fn raise_lock_depth(&self) {
+        self.locks.store(self.locks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Lowers the depth; at zero, re-arms a pending preemption request or deferred overflow, so
+    /// that the next prologue enters the slow path and takes it (Go's `releasem`).
+    #[inline(always)]
+    pub fn lower_lock_depth(&self) {
+        let depth = self.locks.load(Ordering::Relaxed);
+        debug_assert!(depth > 0, "lower_lock_depth without raise_lock_depth");
+        self.locks.store(depth - 1, Ordering::Relaxed);
+        if depth == 1 && (self.preempt.load(Ordering::Relaxed) || self.overflow_pending.load(Ordering::Relaxed)) {
+            self.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+        }
+    }
+
     /// Is a request (poison) in `stackguard0` now?
     pub fn guard_poisoned(&self) -> bool {
         is_poison(self.stackguard0.load(Ordering::Relaxed))
+    }
+}
+
+/// A description of the context for reports: `thread 7 "name"`, or which system context.
+impl core::fmt::Display for G {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.kind {
+            GKind::Thread => write!(f, "thread {} \"{}\"", self.id.get(), self.name().as_str()),
+            GKind::Scheduler => write!(f, "the scheduler (g0)"),
+            GKind::Interrupt => write!(f, "an interrupt handler"),
+            GKind::Critical => write!(f, "a critical handler"),
+        }
     }
 }

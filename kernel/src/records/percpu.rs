@@ -24,8 +24,8 @@ use crate::arch::cpu::ArchCpu;
 use crate::records::counters::CpuCounters;
 use crate::records::g::{G, GKind};
 use crate::records::runq::{LocalRunQueue, SharedThreadList};
-use crate::records::timer_heap::TimerHeap;
 use crate::records::spin::{Rank, SpinLock};
+use crate::records::timer_heap::TimerHeap;
 
 /// The most CPUs Prologue can run on.
 pub const MAX_CPUS: usize = 16;

@@ -21,10 +21,9 @@ use core::ops::{Deref, DerefMut};
 
 use crate::arch::cpu::IrqGuard;
 use crate::records::g::G;
-use crate::records::percpu::current;
-use crate::sched::preempt;
 pub use crate::records::lockrank::Rank;
 use crate::records::lockrank::{rank_acquire, rank_release};
+use crate::records::percpu::current;
 
 /// A spin lock that raises the holder's non-preemptible depth.
 pub struct SpinLock<T> {
@@ -61,8 +60,9 @@ impl<T> SpinLock<T> {
     /// releases them with `unlock_raw` or through `park`).
     #[inline]
     pub fn lock_raw(&self) {
-        preempt::disable();
-        rank_acquire(current(), self.rank, self as *const Self as usize);
+        let g = current();
+        g.raise_lock_depth();
+        rank_acquire(g, self.rank, self as *const Self as usize);
         core::mem::forget(self.inner.lock());
     }
 
@@ -75,8 +75,9 @@ impl<T> SpinLock<T> {
         // Unlock first, then allow preemption: never be preempted while still holding it.
         // SAFETY: by the contract the caller holds the lock without a guard.
         unsafe { self.inner.force_unlock() };
-        rank_release(current(), self.rank);
-        preempt::enable();
+        let g = current();
+        rank_release(g, self.rank);
+        g.lower_lock_depth();
     }
 
     /// The protected data, for a holder of a raw lock.

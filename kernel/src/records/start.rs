@@ -81,7 +81,7 @@ pub unsafe extern "C" fn _start(boot_info: &'static mut BootInfo) -> ! {
         "lea rsi, [rip + {stack} + {stack_size}]",
         "mov [rax + {g_hi}], rsi",
         "mov rdi, r12",
-        "call {kernel_start}",
+        "call kernel_start",              // the door up to main.rs
         "ud2",
         stack = sym BOOT_STACK,
         stack_size = const BOOT_STACK_SIZE,
@@ -95,6 +95,5 @@ pub unsafe extern "C" fn _start(boot_info: &'static mut BootInfo) -> ! {
         g_lo = const crate::records::g::OFF_STACK_LO,
         g_hi = const crate::records::g::OFF_STACK_HI,
         guard = const crate::records::g::STACK_GUARD,
-        kernel_start = sym crate::kernel_start,
     )
 }

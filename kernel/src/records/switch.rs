@@ -1,6 +1,7 @@
-//! Context switching, in assembly: `mcall` (thread -> g0), `gogo` (g0 -> thread), and the three
-//! trampolines a thread can start running at (its entry, an injected asynchronous preemption,
-//! and its death after a fault).
+//! Context switching, in assembly: `mcall` (thread -> g0), `gogo` (g0 -> thread), and the
+//! trampoline a new thread starts at. (The scheduler's two other trampolines -- an injected
+//! asynchronous preemption and a thread's death after a fault -- live with their stories, in
+//! `sched::preempt` and `sched::thread`.)
 //!
 //! As in the Go runtime, a switch between two threads always passes through the CPU's
 //! scheduler context g0: the thread calls `mcall(f)`, which saves the thread's callee-saved
@@ -58,12 +59,11 @@ pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {
         "cli",
         "mov rdi, rax",
         "mov rsi, [rsp]",
-        "call {refused}",
+        "call switch_refused",           // the door up to sched: a fatal report
         "ud2",
         curg = const OFF_CURG,
         kind = const OFF_KIND,
         thread = const GKind::Thread as u8,
-        refused = sym switch_refused,
         g0 = const OFF_G0,
         stack_hi = const OFF_STACK_HI,
         ctx = const OFF_CTX,
@@ -75,18 +75,6 @@ pub unsafe extern "C" fn mcall(f: extern "C" fn(&'static G) -> !) {
         r14 = const CTX_R14,
         r15 = const CTX_R15,
         rflags = const CTX_RFLAGS,
-    )
-}
-
-/// `mcall` called by a context that is not a thread: only a thread can park, yield or exit.
-extern "C" fn switch_refused(g: &G, return_address: usize) -> ! {
-    let (lo, hi) = g.stack_bounds();
-    crate::fatal::fatal_with_trace(
-        format_args!(
-            "a thread switch was asked for on {}: only a thread can park, yield or exit",
-            crate::sched::thread::describe(g)
-        ),
-        &crate::arch::backtrace::Backtrace::from_frame(return_address - 1, crate::arch::cpu::read_rbp(), lo, hi),
     )
 }
 
@@ -132,76 +120,4 @@ pub unsafe extern "C" fn gogo(g: &G) -> ! {
 #[unsafe(naked)]
 pub unsafe extern "C" fn thread_entry() -> ! {
     naked_asm!("xor ebp, ebp", "and rsp, -16", "mov rdi, r13", "call r12", "ud2")
-}
-
-/// Where an asynchronously preempted thread "calls" into the scheduler. The timer interrupt
-/// pushed the interrupted `rip` onto the thread's stack and made the interrupt return here, so
-/// this runs as the thread, on its stack, as if the interrupted instruction had called it.
-///
-/// Register contract: every register, including RFLAGS, holds the interrupted code's value and
-/// is restored before returning to it; `[rsp]` = the interrupted `rip`. Builds a normal frame
-/// (so backtraces pass through), saves everything, and calls `sched::preempt::async_preempted`.
-#[unsafe(naked)]
-pub unsafe extern "C" fn async_preempt_entry() {
-    naked_asm!(
-        "push rbp",
-        "mov rbp, rsp",
-        "pushfq",
-        "push rax",
-        "push rbx",
-        "push rcx",
-        "push rdx",
-        "push rsi",
-        "push rdi",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        "and rsp, -16",
-        "cld",
-        "call {preempted}",
-        "lea rsp, [rbp - 8 - 14 * 8]",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rdi",
-        "pop rsi",
-        "pop rdx",
-        "pop rcx",
-        "pop rbx",
-        "pop rax",
-        "popfq",
-        "pop rbp",
-        "ret",
-        preempted = sym crate::sched::preempt::async_preempted,
-    )
-}
-
-/// Bytes an injected asynchronous preemption needs below the interrupted stack pointer
-/// (return address, frame, flags, 14 registers, alignment, and the Rust call beyond).
-pub const ASYNC_PREEMPT_STACK: usize = 512;
-
-/// Where a thread killed by an exception resumes: the trap handler pointed the interrupt
-/// return here, with `rsp` near the top of the thread's own stack, so that the thread can run
-/// its normal exit path (`sched::thread::exit_after_trap`).
-///
-/// Register contract: `curg` is the dying thread; interrupts enabled; registers are garbage.
-#[unsafe(naked)]
-pub unsafe extern "C" fn thread_trap_exit() -> ! {
-    naked_asm!(
-        "xor ebp, ebp",
-        "and rsp, -16",
-        "call {exit}",
-        "ud2",
-        exit = sym crate::sched::thread::exit_after_trap,
-    )
 }

@@ -75,4 +75,3 @@ impl TimerHeap {
         self.heap.shrink_to_fit();
     }
 }
-

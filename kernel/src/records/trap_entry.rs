@@ -22,7 +22,6 @@ use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI
 use crate::records::g::G;
 use crate::records::percpu::{OFF_CURG, OFF_GCRIT, OFF_GINTR};
 
-
 /// Everything `trap_common` saved, lowest address first.
 #[repr(C)]
 #[derive(Debug)]
@@ -141,7 +140,7 @@ trap_common:
 2:  mov gs:[{off_curg}], rdx
     mov rdi, rsp
     cld
-    call {dispatch}
+    call trap_dispatch              // the door up to trap::dispatch
     add rsp, 8
     pop rax
     mov gs:[{off_curg}], rax        // back to the interrupted context
@@ -170,7 +169,6 @@ trap_common:
     nmi = const VECTOR_NMI,
     double_fault = const VECTOR_DOUBLE_FAULT,
     machine_check = const VECTOR_MACHINE_CHECK,
-    dispatch = sym trap_dispatch,
 );
 
 unsafe extern "C" {
@@ -182,10 +180,4 @@ unsafe extern "C" {
 pub fn stub_address(vector: u8) -> u64 {
     let base = core::ptr::addr_of!(trap_vectors) as u64;
     base + 16 * u64::from(vector)
-}
-
-/// Called by `trap_common` for every interrupt and exception, on the handler's stack, with
-/// interrupts disabled and `curg` already switched to the handler's context.
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    crate::arch::interrupts::dispatch(frame);
 }

@@ -24,7 +24,7 @@ use alloc::string::String;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use crate::arch::backtrace::Backtrace;
+use crate::fatal::backtrace::Backtrace;
 use crate::records::exit::DeathHook;
 use crate::records::g::G;
 
@@ -143,7 +143,7 @@ impl fmt::Display for OverflowLine<'_> {
         write!(
             f,
             "stack overflow in {}: rsp {:#x}, stack {lo:#x}..{hi:#x} (reserved from {:#x}), guard {:#x}",
-            crate::sched::thread::describe(self.g),
+            self.g,
             self.rsp,
             crate::mm::stack::reserved_lo(self.g),
             lo + crate::records::g::STACK_GUARD

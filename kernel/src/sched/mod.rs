@@ -37,11 +37,11 @@ pub mod vcpu_share;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::cpu::IrqGuard;
-use crate::records::switch::{gogo, mcall};
 use crate::records::g::{G, GState, WaitReason};
 use crate::records::percpu::{PerCpu, current, this_cpu};
 use crate::records::runq::GLOBAL;
 use crate::records::spin::ParkUnlock;
+use crate::records::switch::{gogo, mcall};
 
 pub use thread::{JoinHandle, spawn, spawn_on, try_spawn};
 
@@ -155,6 +155,17 @@ pub fn check_locks_at_switch(g: &G, parked: u32, what: &str) {
     }
 }
 
+/// `mcall` called by a context that is not a thread (only a thread can park, yield or exit):
+/// called by `mcall` by name, the door up from the records floor.
+#[unsafe(no_mangle)]
+extern "C" fn switch_refused(g: &G, return_address: usize) -> ! {
+    let (lo, hi) = g.stack_bounds();
+    crate::fatal::fatal_with_trace(
+        format_args!("a thread switch was asked for on {}: only a thread can park, yield or exit", g),
+        &crate::fatal::backtrace::Backtrace::from_frame(return_address - 1, crate::arch::cpu::read_rbp(), lo, hi),
+    )
+}
+
 #[cold]
 #[inline(never)]
 fn switched_holding_locks(g: &G, extra: u32, what: &str) -> ! {
@@ -166,9 +177,9 @@ fn switched_holding_locks(g: &G, extra: u32, what: &str) -> ! {
     crate::fatal::fatal_with_trace(
         format_args!(
             "{} switched holding {extra} spin lock(s) ({what}): whoever waits for them would spin for a thread that does not run",
-            thread::describe(g)
+            g
         ),
-        &crate::arch::backtrace::Backtrace::from_frame(rip - 1, ctx.rbp, lo, hi),
+        &crate::fatal::backtrace::Backtrace::from_frame(rip - 1, ctx.rbp, lo, hi),
     )
 }
 

@@ -19,10 +19,10 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::records::switch::{ASYNC_PREEMPT_STACK, async_preempt_entry, mcall};
-use crate::records::trap_entry::TrapFrame;
-use crate::records::percpu::{PerCpu, current, this_cpu};
 use crate::records::g::STACK_PREEMPT;
+use crate::records::percpu::{PerCpu, current, this_cpu};
+use crate::records::switch::mcall;
+use crate::records::trap_entry::TrapFrame;
 
 /// How the timer preempts (`preempt=` on the command line).
 #[repr(u8)]
@@ -48,27 +48,6 @@ pub fn mode() -> Mode {
         0 => Mode::Off,
         1 => Mode::Coop,
         _ => Mode::Async,
-    }
-}
-
-/// Raises the current context's non-preemptible depth.
-#[inline(always)]
-pub fn disable() {
-    let g = current();
-    g.locks.store(g.locks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-}
-
-/// Lowers the depth; at zero, re-arms a pending preemption request (Go's `releasem`).
-#[inline(always)]
-pub fn enable() {
-    let g = current();
-    let depth = g.locks.load(Ordering::Relaxed);
-    debug_assert!(depth > 0, "preempt::enable without disable");
-    g.locks.store(depth - 1, Ordering::Relaxed);
-    if depth == 1 && (g.preempt.load(Ordering::Relaxed) || g.overflow_pending.load(Ordering::Relaxed)) {
-        // The next prologue enters the slow path, which takes the request or judges the
-        // deferred overflow again.
-        g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
     }
 }
 
@@ -133,6 +112,62 @@ fn inject_async_preemption(frame: &mut TrapFrame) {
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);
 }
+
+/// Where an asynchronously preempted thread "calls" into the scheduler. The timer interrupt
+/// pushed the interrupted `rip` onto the thread's stack and made the interrupt return here, so
+/// this runs as the thread, on its stack, as if the interrupted instruction had called it.
+///
+/// Register contract: every register, including RFLAGS, holds the interrupted code's value and
+/// is restored before returning to it; `[rsp]` = the interrupted `rip`. Builds a normal frame
+/// (so backtraces pass through), saves everything, and calls `async_preempted`.
+#[unsafe(naked)]
+unsafe extern "C" fn async_preempt_entry() {
+    core::arch::naked_asm!(
+        "push rbp",
+        "mov rbp, rsp",
+        "pushfq",
+        "push rax",
+        "push rbx",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "and rsp, -16",
+        "cld",
+        "call {preempted}",
+        "lea rsp, [rbp - 8 - 14 * 8]",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rbx",
+        "pop rax",
+        "popfq",
+        "pop rbp",
+        "ret",
+        preempted = sym async_preempted,
+    )
+}
+
+/// Bytes an injected asynchronous preemption needs below the interrupted stack pointer
+/// (return address, frame, flags, 14 registers, alignment, and the Rust call beyond).
+pub const ASYNC_PREEMPT_STACK: usize = 512;
 
 /// Called (as the thread) by `async_preempt_entry`: yield to the global queue if the request
 /// is still pending.

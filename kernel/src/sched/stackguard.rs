@@ -37,12 +37,11 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::backtrace::Backtrace;
-use crate::records::switch::gogo;
+use crate::fatal::backtrace::Backtrace;
 use crate::mm::stack::GrowError;
 use crate::records::g::{G, GKind, OFF_KIND, STACK_COUNT, STACK_GUARD, STACK_PREEMPT};
 use crate::records::percpu::{OFF_CURG, this_cpu};
-
+use crate::records::switch::gogo;
 
 // The hook. Register contract: called (plain C ABI, no arguments) by every instrumented
 // function after its prologue; may clobber rax, rcx, rdx, rsi, rdi, r8-r11 and flags; keeps

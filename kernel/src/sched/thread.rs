@@ -28,12 +28,12 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::records::switch::{mcall, thread_entry, thread_trap_exit};
-use crate::records::trap_entry::TrapFrame;
 use crate::mm::stack::{self, StackError};
-use crate::records::g::{G, GKind, GState, Name, WaitReason};
+use crate::records::g::{G, GState, Name, WaitReason};
 use crate::records::percpu::{current, this_cpu};
 use crate::records::spin::{Rank, SpinLock};
+use crate::records::switch::{mcall, thread_entry};
+use crate::records::trap_entry::TrapFrame;
 
 pub use crate::records::exit::Death;
 use crate::records::exit::{RESULT_DETACHED, RESULT_EMPTY, RESULT_STORED, RESULT_WORDS};
@@ -370,6 +370,22 @@ pub extern "C" fn exit_after_trap() -> ! {
     exit_now()
 }
 
+/// Where a thread killed by an exception resumes: the trap handler pointed the interrupt
+/// return here, with `rsp` near the top of the thread's own stack, so that the thread can run
+/// its normal exit path (`sched::thread::exit_after_trap`).
+///
+/// Register contract: `curg` is the dying thread; interrupts enabled; registers are garbage.
+#[unsafe(naked)]
+unsafe extern "C" fn thread_trap_exit() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "and rsp, -16",
+        "call {exit}",
+        "ud2",
+        exit = sym exit_after_trap,
+    )
+}
+
 /// Kills the thread that `frame` interrupted: records `death`, and makes the interrupt return
 /// into `thread_trap_exit` near the top of the thread's stack, so it runs its exit path.
 pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
@@ -414,25 +430,6 @@ extern "C" fn exit_m(g: &'static G) -> ! {
         crate::sched::ready(unsafe { &*joiner });
     }
     crate::sched::schedule()
-}
-
-/// A description of context `g` for reports: `thread 7 "name"`, or which system context.
-pub fn describe(g: &G) -> Described<'_> {
-    Described(g)
-}
-
-pub struct Described<'a>(&'a G);
-
-impl fmt::Display for Described<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = self.0;
-        match g.kind {
-            GKind::Thread => write!(f, "thread {} \"{}\"", g.id.get(), g.name().as_str()),
-            GKind::Scheduler => write!(f, "the scheduler (g0)"),
-            GKind::Interrupt => write!(f, "an interrupt handler"),
-            GKind::Critical => write!(f, "a critical handler"),
-        }
-    }
 }
 
 /// Calls `f` for every live thread, holding the list's lock (so no record can be freed

@@ -23,8 +23,8 @@
 
 use crate::records::g::{G, WaitReason};
 use crate::records::percpu::current;
-use crate::sync::chan::{Chan, RecvAttempt, SelectWait, Status, Waiter};
 use crate::records::spin::ParkUnlock;
+use crate::sync::chan::{Chan, RecvAttempt, SelectWait, Status, Waiter};
 
 /// Most cases a `select!` may have.
 pub const MAX_CASES: usize = 16;

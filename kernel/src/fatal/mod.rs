@@ -9,14 +9,20 @@
 //! Invariants: only the first CPU to fail reports; any other CPU that fails meanwhile halts.
 //! The report is the last output: the console is written without its lock from here on (the
 //! other CPUs are stopped by an NMI), and the QEMU exit follows.
+//!
+//! Also here, because every report needs them: backtraces (`backtrace`) and the report of a
+//! trap (`report_trap`), which the exception policy prints before it kills a thread too.
+
+pub mod backtrace;
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::arch::backtrace::{self, Backtrace};
-use crate::records::trap_entry::TrapFrame;
+use crate::arch::vectors::VECTOR_PAGE_FAULT;
 use crate::records::g::{G, GKind};
 use crate::records::percpu::{OFF_CURG, this_cpu_unchecked};
+use crate::records::trap_entry::TrapFrame;
+use backtrace::Backtrace;
 
 /// No CPU is reporting a fatal error.
 const NOBODY: u32 = u32::MAX;
@@ -47,7 +53,7 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     let trace = backtrace::here();
     report_and_exit(&mut || {
         crate::println!("FATAL: {args}");
-        crate::println!("  on CPU {}, in {}", this_cpu_unchecked().id, crate::sched::thread::describe(failed));
+        crate::println!("  on CPU {}, in {}", this_cpu_unchecked().id, failed);
         trace.print();
     })
 }
@@ -56,8 +62,31 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
 pub fn fatal_trap(frame: &TrapFrame, args: fmt::Arguments<'_>) -> ! {
     report_and_exit(&mut || {
         crate::println!("FATAL: {args}");
-        crate::arch::exceptions::report(frame, None);
+        report_trap(frame, None);
     })
+}
+
+/// Prints the standard exception report: what, where, in which context, registers, backtrace.
+pub fn report_trap(frame: &TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
+    let (mnemonic, name) = crate::arch::vectors::exception_name(frame.vector);
+    let g = frame.interrupted();
+    crate::println!(
+        "EXCEPTION: {name} ({mnemonic}, vector {}) on CPU {} in {}",
+        frame.vector,
+        crate::records::percpu::this_cpu_unchecked().id,
+        g
+    );
+    if let Some(extra) = extra {
+        crate::println!("  {extra}");
+    }
+    if frame.vector == VECTOR_PAGE_FAULT {
+        crate::println!("  error code {:#x}, CR2 {:#018x}", frame.error_code, crate::arch::cpu::read_cr2());
+    } else {
+        crate::println!("  error code {:#x}", frame.error_code);
+    }
+    crate::println!("{frame}");
+    let (lo, hi) = g.stack_bounds();
+    Backtrace::from_frame(frame.rip as usize, frame.rbp as usize, lo, hi).print();
 }
 
 /// Stops the kernel with a report of `args` and an explicit backtrace (used by the stack-guard
@@ -83,6 +112,7 @@ fn report_and_exit(report: &mut dyn FnMut()) -> ! {
         crate::console::emergency_write("\nFATAL: fault while printing a fatal report\n");
         crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
     }
+    crate::console::enter_emergency();
     stop_other_cpus(me);
     let mut report = report;
     // SAFETY: the fatal stack is used by this CPU only (we won the claim above), and
