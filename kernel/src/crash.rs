@@ -58,7 +58,7 @@ impl Crash {
 }
 
 /// Fails at boot, on CPU 0's g0 with interrupts disabled, in the way `crash` names. For
-/// `StuckCpu`, the CPU was already left stuck by `arch::ap::start_all`.
+/// `StuckCpu`, the CPU was already left stuck by `smp_boot::start_all`.
 pub fn at_boot(crash: Crash) -> ! {
     crate::println!("crash: {} requested on the command line", crash.name());
     match crash {

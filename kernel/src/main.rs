@@ -25,15 +25,17 @@ mod demo;
 mod fatal;
 mod ktest;
 mod mm;
-mod panic;
+
 mod rand;
 mod records;
 mod sched;
 mod shell;
+mod smp_boot;
 mod stats;
 mod stress;
 mod sync;
 mod time;
+mod trap;
 
 use core::sync::atomic::Ordering;
 
@@ -72,7 +74,7 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     let bsp = cpu(0);
     console::init();
     // SAFETY: first thing on CPU 0, interrupts disabled.
-    unsafe { arch::init_bsp_early(bsp) };
+    unsafe { records::cpu_setup::init_bsp_early(bsp) };
 
     // SAFETY: only this function, once, on CPU 0, writes the buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(CMDLINE_TEXT) };
@@ -101,9 +103,9 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     BOOT_INFO.call_once(|| boot_info);
 
     // Guarded stacks for CPU 0: its interrupt stacks, and g0.
-    let (interrupt, critical) = arch::alloc_cpu_stacks().expect("no memory for CPU 0's interrupt stacks");
+    let (interrupt, critical) = smp_boot::alloc_cpu_stacks().expect("no memory for CPU 0's interrupt stacks");
     // SAFETY: on CPU 0, interrupts disabled, stacks mapped for good.
-    unsafe { arch::bind_interrupt_stacks(bsp, interrupt, critical) };
+    unsafe { records::cpu_setup::bind_interrupt_stacks(bsp, interrupt, critical) };
     let g0_stack = mm::stack::alloc_system(G0_STACK_SIZE).expect("no memory for CPU 0's g0 stack");
     bsp.g0().bind_stack(g0_stack.mapped_lo, g0_stack.top);
     // SAFETY: the new stack is described in g0's record; `kernel_main` never returns.
@@ -139,7 +141,7 @@ extern "C" fn kernel_main(_: usize) -> ! {
         if list.ignored > 0 {
             log::warn!("smp: {} more CPUs in the MADT than Prologue supports ({})", list.ignored, percpu::MAX_CPUS);
         }
-        arch::ap::start_all(list, cmdline.crash == Some(crash::Crash::StuckCpu));
+        smp_boot::start_all(list, cmdline.crash == Some(crash::Crash::StuckCpu));
     }
     let online = percpu::CPUS_ONLINE.load(Ordering::Relaxed);
     sched::vcpu_share::configure(cmdline.vcpu_share && online > 1, tsc_hz);

@@ -11,7 +11,7 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use x86_64::PhysAddr;
 
-use crate::records::percpu::MAX_CPUS;
+use crate::arch::MAX_CPUS;
 
 /// Gives the `acpi` crate access to physical memory through the bootloader's window.
 #[derive(Clone, Copy)]
@@ -19,7 +19,7 @@ struct WindowHandler;
 
 impl AcpiHandler for WindowHandler {
     unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let virt = crate::mm::paging::phys_to_virt(PhysAddr::new(physical_address as u64));
+        let virt = crate::arch::phys::phys_to_virt(PhysAddr::new(physical_address as u64));
         // SAFETY: the window maps all physical memory, so `virt` is valid for `size` bytes.
         unsafe {
             PhysicalMapping::new(

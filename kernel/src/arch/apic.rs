@@ -18,7 +18,6 @@ use x86_64::PhysAddr;
 use x86_64::registers::model_specific::Msr;
 
 use crate::arch::vectors::{SPURIOUS, TIMER, TLB_SHOOTDOWN, WAKEUP};
-use crate::records::percpu;
 
 /// Timer interrupts per second.
 pub const HZ: u64 = 1000;
@@ -77,7 +76,7 @@ pub fn init_base() {
     // SAFETY: reading IA32_APIC_BASE has no side effects.
     let msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
     let phys = PhysAddr::new(msr & 0xf_ffff_f000);
-    BASE.store(crate::mm::paging::phys_to_virt(phys).as_u64(), Ordering::Relaxed);
+    BASE.store(crate::arch::phys::phys_to_virt(phys).as_u64(), Ordering::Relaxed);
 }
 
 /// Enables this CPU's APIC: spurious vector, local pins masked, errors cleared, all priorities
@@ -145,14 +144,14 @@ pub fn send_nmi(apic_id: u32) {
     send(apic_id, ICR_NMI | ICR_LEVEL_ASSERT);
 }
 
-/// Wakes CPU `cpu` (index into `PERCPU`) from `hlt`.
-pub fn send_wakeup(cpu: usize) {
-    send_ipi(percpu::cpu(cpu).apic_id.load(Ordering::Relaxed), WAKEUP);
+/// Wakes the CPU whose local APIC id is `apic_id` from `hlt`.
+pub fn send_wakeup(apic_id: u32) {
+    send_ipi(apic_id, WAKEUP);
 }
 
-/// Asks CPU `cpu` to flush its TLB.
-pub fn send_tlb_shootdown(cpu: usize) {
-    send_ipi(percpu::cpu(cpu).apic_id.load(Ordering::Relaxed), TLB_SHOOTDOWN);
+/// Asks the CPU whose local APIC id is `apic_id` to flush its TLB.
+pub fn send_tlb_shootdown(apic_id: u32) {
+    send_ipi(apic_id, TLB_SHOOTDOWN);
 }
 
 /// Is the local APIC set up (so that IPIs can be sent)?

@@ -19,8 +19,8 @@ use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use x86_64::PhysAddr;
 use x86_64::structures::paging::PhysFrame;
 
+use crate::arch::phys::phys_to_virt;
 use crate::mm::layout::PAGE_SIZE;
-use crate::mm::paging::phys_to_virt;
 use crate::records::g::G;
 use crate::records::spin::{Rank, SpinLock};
 

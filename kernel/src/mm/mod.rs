@@ -5,7 +5,6 @@
 //! `init`, every allocator returns `Err` (or a null pointer, for the heap) when memory runs
 //! out; nothing in here panics on exhaustion.
 
-pub mod fault;
 pub mod frame;
 pub mod heap;
 pub mod layout;

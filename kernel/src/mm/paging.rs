@@ -30,9 +30,6 @@ use crate::mm::frame::{self, OutOfFrames};
 use crate::mm::layout::{HEAP_LIMIT, HEAP_START, PAGE_SIZE};
 use crate::records::spin::{Rank, SpinLock};
 
-/// Virtual address of physical address 0.
-static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
-
 /// Frames holding page tables that this module allocated: all of them, and those that map the
 /// heap (which never shrinks, so its tables stay; test baselines leave them out, and count the
 /// others).
@@ -63,7 +60,7 @@ pub const KERNEL_DATA: PageTableFlags =
 const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
 
 pub fn init(phys_offset: u64) {
-    PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);
+    crate::arch::phys::set_offset(phys_offset);
     // SAFETY: EFER.NXE lets us use NO_EXECUTE; the bootloader already uses it for the kernel
     // image, but enabling it again is harmless.
     unsafe {
@@ -71,11 +68,6 @@ pub fn init(phys_offset: u64) {
             efer.insert(x86_64::registers::model_specific::EferFlags::NO_EXECUTE_ENABLE)
         });
     }
-}
-
-/// The virtual address at which physical address `phys` is visible.
-pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
-    VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed) + phys.as_u64())
 }
 
 /// One entry of a page table, read and written atomically.
@@ -137,7 +129,7 @@ impl Entry {
 /// `frame` must hold a page table (which stays one while the entries are used).
 unsafe fn entries_at(frame: PhysFrame) -> &'static [AtomicU64; 512] {
     // SAFETY: by the contract; the physical window maps every frame, and atomics may be shared.
-    unsafe { &*phys_to_virt(frame.start_address()).as_ptr::<[AtomicU64; 512]>() }
+    unsafe { &*crate::arch::phys::phys_to_virt(frame.start_address()).as_ptr::<[AtomicU64; 512]>() }
 }
 
 /// The entry of `table` at `index`.

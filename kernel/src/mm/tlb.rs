@@ -75,7 +75,7 @@ fn shoot_down_others() {
     for (id, pending) in PENDING.iter().enumerate() {
         if targets & (1 << id) != 0 {
             pending.fetch_add(1, Ordering::AcqRel);
-            crate::arch::apic::send_tlb_shootdown(id);
+            crate::arch::apic::send_tlb_shootdown(percpu::cpu(id).apic_id.load(Ordering::Relaxed));
         }
     }
     // Wait until each target has served (its counter is back to 0), serving our own meanwhile.

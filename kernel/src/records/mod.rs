@@ -10,6 +10,7 @@
 //! (`kernel_start`, `trap_dispatch`, `mcount`'s slow path), listed in docs/architecture.md.
 
 pub mod counters;
+pub mod cpu_setup;
 pub mod exit;
 pub mod g;
 pub mod lockrank;

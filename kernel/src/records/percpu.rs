@@ -27,8 +27,7 @@ use crate::records::runq::{LocalRunQueue, SharedThreadList};
 use crate::records::spin::{Rank, SpinLock};
 use crate::records::timer_heap::TimerHeap;
 
-/// The most CPUs Prologue can run on.
-pub const MAX_CPUS: usize = 16;
+pub use crate::arch::MAX_CPUS;
 
 #[repr(C, align(64))]
 pub struct PerCpu {

@@ -1,4 +1,6 @@
-//! Interrupt and exception entry: assembly stubs, the trap frame, and dispatch to Rust.
+//! Interrupt and exception entry: the interrupt descriptor table, the assembly stubs it points
+//! at, and the trap frame they save. (Which handler serves a vector is decided above, in
+//! `trap::dispatch`, entered through the `trap_dispatch` door.)
 //!
 //! Every one of the 256 vectors enters through a 16-byte stub in `trap_vectors` that makes the
 //! stack look the same for all of them (a dummy error code where the CPU pushes none, then the
@@ -18,6 +20,10 @@
 
 use core::fmt;
 
+use x86_64::VirtAddr;
+use x86_64::structures::idt::InterruptDescriptorTable;
+
+use crate::arch::cpu::{IST_DOUBLE_FAULT, IST_INTERRUPT, IST_MACHINE_CHECK, IST_NMI};
 use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI};
 use crate::records::g::G;
 use crate::records::percpu::{OFF_CURG, OFF_GCRIT, OFF_GINTR};
@@ -180,4 +186,58 @@ unsafe extern "C" {
 pub fn stub_address(vector: u8) -> u64 {
     let base = core::ptr::addr_of!(trap_vectors) as u64;
     base + 16 * u64::from(vector)
+}
+
+// ---- the interrupt descriptor table ----
+//
+// One IDT serves all CPUs. Every entry is an interrupt gate (interrupts stay disabled in the
+// handler) pointing at the vector's stub above; the IST slot of each entry picks the stack
+// (see `arch::gdt`).
+
+static IDT: spin::Once<InterruptDescriptorTable> = spin::Once::new();
+
+fn build_idt() -> InterruptDescriptorTable {
+    let mut idt = InterruptDescriptorTable::new();
+    // SAFETY (for every `set_handler_addr` below): each address is the entry stub of that very
+    // vector, which saves state, runs the handler and returns with `iretq`; each IST slot is
+    // filled in the TSS of every CPU before it enables interrupts.
+    macro_rules! set {
+        ($entry:expr, $vector:expr, $ist:expr) => {
+            unsafe {
+                $entry.set_handler_addr(VirtAddr::new(stub_address($vector))).set_stack_index($ist - 1);
+            }
+        };
+    }
+    set!(idt.divide_error, 0, IST_INTERRUPT);
+    set!(idt.debug, 1, IST_INTERRUPT);
+    set!(idt.non_maskable_interrupt, 2, IST_NMI);
+    set!(idt.breakpoint, 3, IST_INTERRUPT);
+    set!(idt.overflow, 4, IST_INTERRUPT);
+    set!(idt.bound_range_exceeded, 5, IST_INTERRUPT);
+    set!(idt.invalid_opcode, 6, IST_INTERRUPT);
+    set!(idt.device_not_available, 7, IST_INTERRUPT);
+    set!(idt.double_fault, 8, IST_DOUBLE_FAULT);
+    set!(idt.invalid_tss, 10, IST_INTERRUPT);
+    set!(idt.segment_not_present, 11, IST_INTERRUPT);
+    set!(idt.stack_segment_fault, 12, IST_INTERRUPT);
+    set!(idt.general_protection_fault, 13, IST_INTERRUPT);
+    set!(idt.page_fault, 14, IST_INTERRUPT);
+    set!(idt.x87_floating_point, 16, IST_INTERRUPT);
+    set!(idt.alignment_check, 17, IST_INTERRUPT);
+    set!(idt.machine_check, 18, IST_MACHINE_CHECK);
+    set!(idt.simd_floating_point, 19, IST_INTERRUPT);
+    set!(idt.virtualization, 20, IST_INTERRUPT);
+    set!(idt.cp_protection_exception, 21, IST_INTERRUPT);
+    set!(idt.hv_injection_exception, 28, IST_INTERRUPT);
+    set!(idt.vmm_communication_exception, 29, IST_INTERRUPT);
+    set!(idt.security_exception, 30, IST_INTERRUPT);
+    for vector in 32..=255u8 {
+        set!(idt[vector], vector, IST_INTERRUPT);
+    }
+    idt
+}
+
+/// Loads the IDT on this CPU (building it on first use).
+pub fn load_idt() {
+    IDT.call_once(build_idt).load();
 }

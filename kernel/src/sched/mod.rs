@@ -24,6 +24,7 @@
 //! Interrupt handlers never ready threads: they only request preemption. So run-queue and
 //! timer operations run either on g0 (interrupts off) or in a thread with interrupts off.
 
+pub mod balance;
 pub mod death;
 pub mod preempt;
 mod preempt_tests;
@@ -72,7 +73,7 @@ pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
         return;
     }
     cpu.runq.put(g, next);
-    crate::arch::smp::wake_idle_cpu(cpu);
+    crate::sched::balance::wake_idle_cpu(cpu);
 }
 
 /// Queues pinned thread `g` in its CPU's inbox, waking that CPU if it is idle.
@@ -81,7 +82,7 @@ fn put_pinned(cpu: &PerCpu, g: &'static G) {
     let target = crate::records::percpu::cpu(g.pinned.load(Ordering::Relaxed) as usize);
     target.inbox.push(g);
     if target.id != cpu.id {
-        crate::arch::smp::wake_cpu(cpu, target);
+        crate::sched::balance::wake_cpu(cpu, target);
     }
 }
 
@@ -188,7 +189,7 @@ pub fn preempt_m(g: &'static G) -> ! {
     g.transition(GState::Running, GState::Runnable);
     if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
         GLOBAL.push(g);
-        crate::arch::smp::wake_idle_cpu(this_cpu());
+        crate::sched::balance::wake_idle_cpu(this_cpu());
     } else {
         runq_put(this_cpu(), g, false);
     }
@@ -263,7 +264,7 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
         {
             return (g, false);
         }
-        if let Some(g) = crate::arch::smp::steal(cpu) {
+        if let Some(g) = crate::sched::balance::steal(cpu) {
             cpu.counters.steals.fetch_add(1, Ordering::Relaxed);
             return (g, false);
         }
@@ -297,14 +298,14 @@ fn take_from_global(cpu: &PerCpu) -> Option<&'static G> {
 /// Nothing to run: halt until an interrupt (a timer tick or a wake-up IPI).
 fn idle(cpu: &PerCpu) {
     cpu.counters.idles.fetch_add(1, Ordering::Relaxed);
-    crate::arch::smp::set_idle(cpu, true);
+    crate::sched::balance::set_idle(cpu, true);
     // Re-check after announcing that we are idle: work queued before the store was visible
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
     let work = !cpu.runq.is_empty() || cpu.inbox.len_hint() > 0 || GLOBAL.len_hint() > 0 || timer::due(cpu);
     if !work {
         crate::arch::cpu::enable_and_halt_then_disable();
     }
-    crate::arch::smp::set_idle(cpu, false);
+    crate::sched::balance::set_idle(cpu, false);
 }
 
 /// Puts the current thread to sleep for at least `duration`.

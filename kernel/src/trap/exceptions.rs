@@ -45,7 +45,7 @@ pub fn handle(frame: &mut TrapFrame) {
     cpu.counters.exceptions.fetch_add(1, Ordering::Relaxed);
     match vector {
         3 => breakpoint(frame),
-        VECTOR_PAGE_FAULT => crate::mm::fault::page_fault(frame),
+        VECTOR_PAGE_FAULT => crate::trap::page_fault::page_fault(frame),
         VECTOR_DOUBLE_FAULT => crate::fatal::fatal_trap(frame, format_args!("double fault")),
         VECTOR_MACHINE_CHECK => crate::fatal::fatal_trap(frame, format_args!("machine check")),
         _ => fault(frame, None),

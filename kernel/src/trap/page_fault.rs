@@ -14,10 +14,10 @@
 //! Any other page fault is a bug in the faulting code (`arch::exceptions::fault`).
 
 use crate::arch::cpu::read_cr2;
-use crate::arch::exceptions::fault;
 use crate::mm::stack::{self, GrowError, StackArea};
 use crate::records::trap_entry::TrapFrame;
 use crate::sched::thread::Death;
+use crate::trap::exceptions::fault;
 
 /// Bits of a page fault's error code.
 const PRESENT: u64 = 1 << 0;

@@ -1,5 +1,5 @@
-//! Multiprocessor support: waking idle CPUs and stealing work (the start-up of application
-//! processors lives in `arch::ap`).
+//! Spreading threads over the CPUs: waking idle CPUs and stealing work. (Starting the other
+//! CPUs at boot lives in `smp_boot`.)
 //!
 //! Wake-ups (Go's `wakep`): after queueing a thread, the queuing CPU looks for a CPU halted
 //! in the idle loop and sends it a `WAKEUP` IPI. The idle CPU announces itself (`idle = true`)
@@ -52,7 +52,7 @@ fn wake_one_of(from: &PerCpu, mut candidates: u64) {
         let cpu = percpu::cpu(id);
         if cpu.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
-            crate::arch::apic::send_wakeup(id);
+            crate::arch::apic::send_wakeup(cpu.apic_id.load(Ordering::Relaxed));
             return;
         }
     }
@@ -65,7 +65,7 @@ pub fn wake_cpu(from: &PerCpu, target: &PerCpu) {
         && target.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     {
         from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
-        crate::arch::apic::send_wakeup(target.id as usize);
+        crate::arch::apic::send_wakeup(target.apic_id.load(Ordering::Relaxed));
     }
 }
 

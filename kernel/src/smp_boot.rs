@@ -26,7 +26,7 @@ use x86_64::structures::paging::{PageTableFlags, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::acpi::CpuList;
-use crate::arch::cpu::G0_STACK_SIZE;
+use crate::arch::cpu::{CRITICAL_STACK_SIZE, G0_STACK_SIZE, INTERRUPT_STACK_SIZE, StackRange};
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::paging;
 use crate::records::percpu::{self, PerCpu};
@@ -174,7 +174,7 @@ static AP_ALIVE: AtomicBool = AtomicBool::new(false);
 extern "C" fn ap_main(cpu: &'static PerCpu) -> ! {
     // SAFETY: once, on this CPU, interrupts disabled; the block lives forever.
     unsafe { cpu.arch.tables.load() };
-    crate::arch::interrupts::load();
+    crate::records::trap_entry::load_idt();
     crate::arch::apic::enable_this_cpu();
     crate::arch::apic::start_timer();
     percpu::CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
@@ -204,9 +204,9 @@ fn prepare(index: usize, apic_id: u32) -> Result<&'static PerCpu, crate::mm::sta
     // SAFETY: the AP is not running yet; CPU 0 is the only one touching its block.
     unsafe { cpu.bind_records() };
     cpu.apic_id.store(apic_id, Ordering::Relaxed);
-    let (interrupt, critical) = crate::arch::alloc_cpu_stacks()?;
+    let (interrupt, critical) = alloc_cpu_stacks()?;
     // SAFETY: as above; the stacks are mapped and belong to this CPU for good.
-    unsafe { crate::arch::bind_interrupt_stacks(cpu, interrupt, critical) };
+    unsafe { crate::records::cpu_setup::bind_interrupt_stacks(cpu, interrupt, critical) };
     let g0 = crate::mm::stack::alloc_system(G0_STACK_SIZE)?;
     cpu.g0().bind_stack(g0.mapped_lo, g0.top);
     Ok(cpu)
@@ -246,7 +246,7 @@ pub fn start_all(cpus: &CpuList, leave_last_stuck: bool) -> usize {
     // Copy the trampoline, identity-map its page, and patch its absolute addresses.
     let base = page as usize;
     let len = core::ptr::addr_of!(ap_trampoline_end) as usize - core::ptr::addr_of!(ap_trampoline_start) as usize;
-    let window = paging::phys_to_virt(PhysAddr::new(page)).as_mut_ptr::<u8>();
+    let window = crate::arch::phys::phys_to_virt(PhysAddr::new(page)).as_mut_ptr::<u8>();
     let patch32 = |sym: *const u8, value: u32| {
         // SAFETY: `window + offset` lies inside the copied trampoline page.
         unsafe { window.add(offset(sym)).cast::<u32>().write_unaligned(value) }
@@ -311,4 +311,16 @@ pub fn start_all(cpus: &CpuList, leave_last_stuck: bool) -> usize {
     paging::unmap(VirtAddr::new(page));
     crate::mm::tlb::flush_all_everywhere();
     started
+}
+
+/// Gives this CPU guarded stacks from `mm::stack` for its interrupt stack table. Returns the
+/// ranges of the interrupt stack and the three critical stacks.
+pub fn alloc_cpu_stacks() -> Result<(StackRange, [StackRange; 3]), crate::mm::stack::StackError> {
+    let range = |s: crate::mm::stack::Stack| StackRange { lo: s.mapped_lo, hi: s.top };
+    let interrupt = range(crate::mm::stack::alloc_system(INTERRUPT_STACK_SIZE)?);
+    let mut critical = [StackRange::default(); 3];
+    for c in &mut critical {
+        *c = range(crate::mm::stack::alloc_system(CRITICAL_STACK_SIZE)?);
+    }
+    Ok((interrupt, critical))
 }
