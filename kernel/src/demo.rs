@@ -73,7 +73,7 @@ pub fn sieve(count: usize) -> Vec<u64> {
     primes
 }
 
-/// The demo: print the first primes and the statistics, then the shell (`shell=on`) or exit.
+/// The demo: print the first primes and the statistics.
 pub fn run() {
     const PRIMES: usize = 100;
     crate::println!("demo: Go's concurrent prime sieve, one thread per prime, linked by channels");
@@ -87,8 +87,4 @@ pub fn run() {
     }
     crate::println!("demo: the first {} primes, found by {} threads", primes.len(), primes.len() + 1);
     crate::stats::print();
-    if crate::cmdline().shell {
-        crate::shell::run();
-    }
-    crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Success)
 }

@@ -159,7 +159,13 @@ extern "C" fn kernel_main(_: usize) -> ! {
     arch::apic::start_timer();
     let first = match (cmdline.crash, cmdline.run) {
         (Some(crash), _) => sched::spawn("crash", move || -> () { crash::in_thread(crash) }),
-        (None, Run::Demo) => sched::spawn("main", demo::run),
+        (None, Run::Demo) => sched::spawn("main", || {
+            demo::run();
+            if cmdline.shell {
+                shell::run();
+            }
+            exit(ExitCode::Success)
+        }),
         (None, Run::Tests) => sched::spawn("ktest", || ktest::run(cmdline.tests)),
         (None, Run::Stress) => {
             sched::spawn("stress", || -> () { stress::run(cmdline.stress_seconds, cmdline.seed, cmdline.inject) })

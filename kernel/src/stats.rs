@@ -3,8 +3,8 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::records::counters::totals;
 use crate::records::percpu::online_cpus;
+use crate::records::percpu::totals;
 
 /// Prints the scheduler, preemption and memory statistics.
 pub fn print() {

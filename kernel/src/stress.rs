@@ -81,7 +81,8 @@ use core::time::Duration;
 
 use crate::arch::qemu::{ExitCode, exit};
 use crate::ktest::baseline::Baseline;
-use crate::records::counters::{Totals, totals};
+use crate::records::counters::Totals;
+use crate::records::percpu::totals;
 use crate::sched::thread::live_threads;
 use crate::sched::{JoinHandle, sleep, try_spawn, yield_now};
 use crate::sync::after;

@@ -7,8 +7,6 @@ use core::arch::asm;
 
 use x86_64::registers::rflags::{self, RFlags};
 
-use crate::arch::gdt::Tables;
-
 /// Are interrupts enabled on this CPU?
 #[inline(always)]
 pub fn interrupts_enabled() -> bool {
@@ -129,25 +127,5 @@ pub struct StackRange {
 impl StackRange {
     pub fn contains(&self, addr: usize) -> bool {
         self.lo <= addr && addr < self.hi
-    }
-}
-
-/// Per-CPU architectural state.
-pub struct ArchCpu {
-    /// GDT and TSS (the TSS holds the interrupt stack table).
-    pub tables: Tables,
-    /// The interrupt stack (IST1) shared by every vector except the three below.
-    pub interrupt_stack: core::cell::Cell<StackRange>,
-    /// Stacks for double fault, NMI and machine check (IST2..IST4).
-    pub critical_stacks: core::cell::Cell<[StackRange; 3]>,
-}
-
-impl ArchCpu {
-    pub const fn new() -> ArchCpu {
-        ArchCpu {
-            tables: Tables::new(),
-            interrupt_stack: core::cell::Cell::new(StackRange { lo: 0, hi: 0 }),
-            critical_stacks: core::cell::Cell::new([StackRange { lo: 0, hi: 0 }; 3]),
-        }
     }
 }

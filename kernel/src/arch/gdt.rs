@@ -64,3 +64,23 @@ impl Tables {
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(stack.hi as u64);
     }
 }
+
+/// Per-CPU architectural state.
+pub struct ArchCpu {
+    /// GDT and TSS (the TSS holds the interrupt stack table).
+    pub tables: Tables,
+    /// The interrupt stack (IST1) shared by every vector except the three below.
+    pub interrupt_stack: core::cell::Cell<StackRange>,
+    /// Stacks for double fault, NMI and machine check (IST2..IST4).
+    pub critical_stacks: core::cell::Cell<[StackRange; 3]>,
+}
+
+impl ArchCpu {
+    pub const fn new() -> ArchCpu {
+        ArchCpu {
+            tables: Tables::new(),
+            interrupt_stack: core::cell::Cell::new(StackRange { lo: 0, hi: 0 }),
+            critical_stacks: core::cell::Cell::new([StackRange { lo: 0, hi: 0 }; 3]),
+        }
+    }
+}

@@ -30,7 +30,8 @@ macro_rules! counters {
         }
 
         impl Totals {
-            fn add(&mut self, other: &Totals) {
+            /// Adds `other`, field by field.
+            pub fn add(&mut self, other: &Totals) {
                 $(self.$name += other.$name;)*
             }
 
@@ -85,13 +86,4 @@ counters! {
     unclaimed_irqs,
     /// Wake-up IPIs sent to idle CPUs.
     wakeups,
-}
-
-/// Counters summed over every online CPU.
-pub fn totals() -> Totals {
-    let mut t = Totals::default();
-    for cpu in crate::records::percpu::online_cpus() {
-        t.add(&cpu.counters.snapshot());
-    }
-    t
 }

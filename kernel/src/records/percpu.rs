@@ -20,7 +20,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::arch::cpu::ArchCpu;
+use crate::arch::gdt::ArchCpu;
 use crate::records::counters::CpuCounters;
 use crate::records::g::{G, GKind};
 use crate::records::runq::{LocalRunQueue, SharedThreadList};
@@ -258,4 +258,13 @@ impl PerCpu {
         self.rand.set(state);
         n
     }
+}
+
+/// Counters summed over every online CPU.
+pub fn totals() -> crate::records::counters::Totals {
+    let mut t = crate::records::counters::Totals::default();
+    for cpu in online_cpus() {
+        t.add(&cpu.counters.snapshot());
+    }
+    t
 }

@@ -8,7 +8,7 @@ use core::time::Duration;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
-use crate::records::counters::totals;
+use crate::records::percpu::totals;
 use crate::records::percpu::{current, this_cpu};
 use crate::sched::{spawn, yield_now};
 use crate::sync::{Chan, chan};

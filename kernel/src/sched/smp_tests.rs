@@ -9,7 +9,7 @@ use core::time::Duration;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
-use crate::records::counters::totals;
+use crate::records::percpu::totals;
 use crate::records::percpu::{CPUS_ONLINE, MAX_CPUS, online_cpus, this_cpu};
 use crate::sched::{spawn, spawn_on, yield_now};
 use crate::sync::{Chan, Mutex, chan};

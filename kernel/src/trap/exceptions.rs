@@ -1,14 +1,10 @@
-//! CPU exceptions: what each one means, how it is reported, and who survives it.
-//!
-//! Policy (like Linux's "oops"): an exception in a thread that holds no spin lock and had
-//! interrupts enabled kills that thread alone -- it gets a report naming it, its join handle
-//! returns `Death::Fault`, and the kernel goes on. An exception anywhere else (g0, an
-//! interrupt handler, a thread holding a lock, before the scheduler runs) is fatal: the report,
-//! then the QEMU failure exit (`crate::fatal`).
+//! CPU exceptions: what each one means. Most are a bug of the interrupted code (`trap::oops`:
+//! the thread dies alone, or the kernel stops); a double fault and a machine check are always
+//! fatal.
 //!
 //! Special cases: a breakpoint (`int3`) is counted and execution resumes after it; a page fault
-//! is first offered to `mm::fault` (stack growth, guard pages); an NMI is the stop signal of a
-//! fatal report on another CPU.
+//! goes to `trap::page_fault` (stack growth, guard pages); an NMI is the stop signal of a fatal
+//! report on another CPU, or else only counted.
 //!
 //! An exception that arrives while this CPU already handles an interrupt on IST1 restarts at the
 //! top of the same interrupt stack and overwrites the first handler's frame, which can then never
@@ -19,7 +15,6 @@ use core::sync::atomic::Ordering;
 use crate::arch::vectors::{VECTOR_DOUBLE_FAULT, VECTOR_MACHINE_CHECK, VECTOR_NMI, VECTOR_PAGE_FAULT};
 use crate::records::percpu::this_cpu;
 use crate::records::trap_entry::TrapFrame;
-use crate::sched::thread::Death;
 
 /// Handles exception `frame.vector` (0..=31).
 pub fn handle(frame: &mut TrapFrame) {
@@ -48,7 +43,7 @@ pub fn handle(frame: &mut TrapFrame) {
         VECTOR_PAGE_FAULT => crate::trap::page_fault::page_fault(frame),
         VECTOR_DOUBLE_FAULT => crate::fatal::fatal_trap(frame, format_args!("double fault")),
         VECTOR_MACHINE_CHECK => crate::fatal::fatal_trap(frame, format_args!("machine check")),
-        _ => fault(frame, None),
+        _ => crate::trap::oops::fault(frame, None),
     }
 }
 
@@ -59,25 +54,6 @@ fn breakpoint(frame: &mut TrapFrame) {
     cpu.counters.breakpoints.fetch_add(1, Ordering::Relaxed);
     cpu.counters.last_trap_frame.store(frame as *const TrapFrame as usize, Ordering::Relaxed);
     log::debug!("breakpoint at {:#x} on CPU {}", frame.rip - 1, cpu.id);
-}
-
-/// An exception that is a bug in the interrupted code: kill the thread if it can die alone,
-/// otherwise stop the kernel. `extra` adds a line to the report (e.g. the page-fault address).
-pub fn fault(frame: &mut TrapFrame, extra: Option<core::fmt::Arguments<'_>>) {
-    let g = frame.interrupted();
-    if let Err(why) = crate::sched::death::may_die_alone(g, frame.interrupts_were_enabled()) {
-        let (mnemonic, name) = crate::arch::vectors::exception_name(frame.vector);
-        match extra {
-            Some(extra) => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}): {extra} ({why})")),
-            None => crate::fatal::fatal_trap(frame, format_args!("{name} ({mnemonic}) ({why})")),
-        }
-    }
-    crate::fatal::report_trap(frame, extra);
-    let cr2 = if frame.vector == VECTOR_PAGE_FAULT { crate::arch::cpu::read_cr2() } else { 0 };
-    crate::sched::thread::kill_from_trap(
-        frame,
-        Death::Fault { vector: frame.vector as u8, error_code: frame.error_code, rip: frame.rip, cr2 },
-    );
 }
 
 /// Test-only handler of `interrupts::TEST_RECURSE`: recurses on the interrupt stack until the

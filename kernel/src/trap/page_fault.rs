@@ -11,13 +11,13 @@
 //!   stack overflow, with the same report and outcome as one the prologue check catches.
 //! - in another stack's guard page: a "stack guard page hit" naming that stack.
 //!
-//! Any other page fault is a bug in the faulting code (`arch::exceptions::fault`).
+//! Any other page fault is a bug in the faulting code (`trap::oops::fault`).
 
 use crate::arch::cpu::read_cr2;
 use crate::mm::stack::{self, GrowError, StackArea};
 use crate::records::trap_entry::TrapFrame;
 use crate::sched::thread::Death;
-use crate::trap::exceptions::fault;
+use crate::trap::oops::fault;
 
 /// Bits of a page fault's error code.
 const PRESENT: u64 = 1 << 0;
