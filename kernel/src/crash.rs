@@ -11,7 +11,8 @@
 
 use core::hint::black_box;
 
-use crate::arch::qemu::{ExitCode, exit};
+use crate::arch::qemu::ExitCode;
+use crate::console::exit;
 
 /// A deliberate failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

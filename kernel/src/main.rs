@@ -43,8 +43,9 @@ use bootloader_api::BootInfo;
 use bootloader_api::info::MemoryRegionKind;
 
 use crate::arch::cpu::G0_STACK_SIZE;
-use crate::arch::qemu::{ExitCode, exit};
+use crate::arch::qemu::ExitCode;
 use crate::cmdline::{Cmdline, Run};
+use crate::console::exit;
 use crate::records::percpu::{self, cpu};
 
 /// Prologue's version, shown in the banner.

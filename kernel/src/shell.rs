@@ -145,7 +145,7 @@ pub fn run() -> ! {
                 Some(n) => spin(n),
                 None => crate::println!("usage: spin N (1..=64)"),
             },
-            Some("exit") => crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Success),
+            Some("exit") => crate::console::exit(crate::arch::qemu::ExitCode::Success),
             Some(other) => crate::println!("unknown command '{other}' (try help)"),
         }
     }

@@ -79,7 +79,8 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use core::time::Duration;
 
-use crate::arch::qemu::{ExitCode, exit};
+use crate::arch::qemu::ExitCode;
+use crate::console::exit;
 use crate::ktest::baseline::Baseline;
 use crate::records::counters::Totals;
 use crate::records::percpu::totals;

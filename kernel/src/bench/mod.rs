@@ -188,7 +188,8 @@ const BENCHES: &[Bench] = &[
 /// Runs the benchmarks named in `which` (comma-separated, or `all`), or describes them all
 /// (`list`), and exits.
 pub fn run(which: &str) -> ! {
-    use crate::arch::qemu::{ExitCode, exit};
+    use crate::arch::qemu::ExitCode;
+    use crate::console::exit;
     if which == "list" {
         for b in BENCHES {
             crate::println!("benchmark {}: {}", b.name, b.about);

@@ -1,4 +1,5 @@
-//! The serial console (COM1): `print!`/`println!`, the kernel logger, and polled input.
+//! The serial console (COM1): `print!`/`println!`, the kernel logger, polled input, and the
+//! run's final line (`exit`).
 //!
 //! Output goes through one `IrqSpinLock`, so lines from different CPUs and from interrupt
 //! handlers never interleave inside a line, and a handler can print without deadlocking against
@@ -71,6 +72,16 @@ pub fn try_read_byte() -> Option<u8> {
 /// Runs `f` with exclusive use of the UART (for the loopback self-test).
 pub fn with_uart<R>(f: impl FnOnce(&mut uart_16550::Uart16550<PioBackend>) -> R) -> Option<R> {
     SERIAL.lock().as_mut().map(|port| f(port.inner_mut()))
+}
+
+/// Ends the run: prints the kernel's final line (`prologue: exit success` or `... failure`,
+/// which the runner requires as well as QEMU's exit status) and leaves QEMU.
+pub fn exit(code: crate::arch::qemu::ExitCode) -> ! {
+    match code {
+        crate::arch::qemu::ExitCode::Success => crate::println!("prologue: exit success"),
+        crate::arch::qemu::ExitCode::Failure => crate::println!("prologue: exit failure"),
+    }
+    crate::arch::qemu::leave(code)
 }
 
 /// Prints to the serial console.

@@ -110,7 +110,7 @@ fn report_and_exit(report: &mut dyn FnMut()) -> ! {
         }
         // A fault inside our own report: say so in one line, and leave.
         crate::console::emergency_write("\nFATAL: fault while printing a fatal report\n");
-        crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
+        crate::console::exit(crate::arch::qemu::ExitCode::Failure);
     }
     crate::console::enter_emergency();
     stop_other_cpus(me);
@@ -142,7 +142,7 @@ extern "C" fn run_report(report: *mut u8) -> ! {
     crate::println!();
     report();
     crate::println!("kernel stopped by a fatal error");
-    crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
+    crate::console::exit(crate::arch::qemu::ExitCode::Failure)
 }
 
 /// Calls `f(arg)` on the fatal stack with `curg` = `GFATAL`.

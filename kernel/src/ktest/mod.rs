@@ -171,13 +171,13 @@ pub fn run(patterns: &str) -> ! {
             crate::println!("ktest {} {:?}", t.name(), t.expect);
         }
         crate::println!("{} tests", tests.len());
-        crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Success);
+        crate::console::exit(crate::arch::qemu::ExitCode::Success);
     }
     // Every pattern must select something: a typo is an error, not an empty run.
     for pattern in patterns.split(',') {
         if !tests.iter().any(|t| matches(t.name(), pattern)) {
             crate::println!("ktest: no test matches '{pattern}' (test=list shows them)");
-            crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure);
+            crate::console::exit(crate::arch::qemu::ExitCode::Failure);
         }
     }
     tests.retain(|t| matches(t.name(), patterns));
@@ -214,5 +214,5 @@ pub fn run(patterns: &str) -> ! {
     }
     crate::println!("{passed} passed, {failed} failed, {skipped} skipped");
     let code = if failed == 0 { crate::arch::qemu::ExitCode::Success } else { crate::arch::qemu::ExitCode::Failure };
-    crate::arch::qemu::exit(code)
+    crate::console::exit(code)
 }

@@ -82,6 +82,13 @@ pub struct Context {
     pub rflags: usize,
 }
 
+impl Context {
+    /// Were interrupts enabled in the saved context (its RFLAGS.IF)?
+    pub fn interrupts_enabled(&self) -> bool {
+        self.rflags as u64 & x86_64::registers::rflags::RFlags::INTERRUPT_FLAG.bits() != 0
+    }
+}
+
 /// What kind of context a `G` describes.
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -377,11 +384,13 @@ impl G {
         self.stackguard0.store(lo + STACK_GUARD, Ordering::Relaxed);
     }
 
-    /// May this context not be moved to another CPU right now? True while it holds a spin lock
-    /// or runs with interrupts disabled.
+    /// Is this context preemptible -- may it be switched out, and so moved to another CPU -- when
+    /// it runs with interrupts `interrupts_enabled`? Only a thread is, and only while it holds no
+    /// spin lock and runs with interrupts enabled. The one rule every path asks: the prologue's
+    /// preemption, the timer's injection, dying alone, and the per-CPU data check.
     #[inline(always)]
-    pub fn cannot_migrate(&self) -> bool {
-        self.locks.load(Ordering::Relaxed) > 0 || !crate::arch::cpu::interrupts_enabled()
+    pub fn preemptible(&self, interrupts_enabled: bool) -> bool {
+        self.kind == GKind::Thread && self.locks.load(Ordering::Relaxed) == 0 && interrupts_enabled
     }
 
     /// The saved context (valid only while not running).

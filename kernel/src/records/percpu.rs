@@ -147,7 +147,7 @@ pub static mut PERCPU: [PerCpu; MAX_CPUS] = {
     cpus
 };
 
-/// How many CPUs are running the kernel (set by `arch::smp` as they come up).
+/// How many CPUs are running the kernel (set by `smp_boot` as they come up).
 pub static CPUS_ONLINE: AtomicU32 = AtomicU32::new(1);
 
 /// The block of the CPU this code runs on.
@@ -158,7 +158,7 @@ pub static CPUS_ONLINE: AtomicU32 = AtomicU32::new(1);
 pub fn this_cpu() -> &'static PerCpu {
     let cpu = this_cpu_unchecked();
     debug_assert!(
-        !cpu.current().is_thread() || cpu.current().cannot_migrate(),
+        !cpu.current().preemptible(crate::arch::cpu::interrupts_enabled()),
         "this_cpu(): a preemptible thread touched per-CPU data (it may migrate)"
     );
     cpu

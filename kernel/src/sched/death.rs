@@ -123,9 +123,12 @@ pub fn may_die_alone(g: &G, interrupts_enabled: bool) -> Result<(), MustNotDie> 
     if crate::fatal::in_progress() {
         return Err(MustNotDie::FatalReportUnderWay);
     }
+    if g.preemptible(interrupts_enabled) {
+        return Ok(());
+    }
+    // Not preemptible: say why.
     match g.locks.load(Ordering::Relaxed) {
-        0 if !interrupts_enabled => Err(MustNotDie::InterruptsDisabled),
-        0 => Ok(()),
+        0 => Err(MustNotDie::InterruptsDisabled),
         n => Err(MustNotDie::HoldsSpinLocks(n)),
     }
 }

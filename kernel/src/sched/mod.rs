@@ -184,18 +184,6 @@ fn switched_holding_locks(g: &G, extra: u32, what: &str) -> ! {
     )
 }
 
-/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
-pub fn preempt_m(g: &'static G) -> ! {
-    g.transition(GState::Running, GState::Runnable);
-    if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
-        GLOBAL.push(g);
-        crate::sched::balance::wake_idle_cpu(this_cpu());
-    } else {
-        runq_put(this_cpu(), g, false);
-    }
-    schedule()
-}
-
 /// Picks the next thread for this CPU and switches to it. Runs on g0 with interrupts off.
 /// (Inlined into the few places that end in it: it is the hot path of every switch.)
 #[inline(always)]

@@ -19,7 +19,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::records::g::STACK_PREEMPT;
+use crate::records::g::{G, STACK_PREEMPT};
 use crate::records::percpu::{PerCpu, current, this_cpu};
 use crate::records::switch::mcall;
 use crate::records::trap_entry::TrapFrame;
@@ -92,13 +92,39 @@ pub fn timer_tick(frame: &mut TrapFrame) {
     }
 }
 
+/// A prologue found a request (the slow path, on g0, `g` switched out): preempt `g` now if it is
+/// preemptible (Go's `gopreempt_m` from `newstack`); otherwise restore its real guard and keep
+/// the request pending -- the deferral: `G::lower_lock_depth` re-arms it when the last spin lock
+/// goes, and the next tick when interrupts are back on. Returns only if deferred.
+pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool) {
+    g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+    if g.preemptible(interrupts_were_enabled) {
+        g.preempt.store(false, Ordering::Relaxed);
+        cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
+        preempt_m(g);
+    }
+    cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
+pub fn preempt_m(g: &'static G) -> ! {
+    g.transition(crate::records::g::GState::Running, crate::records::g::GState::Runnable);
+    if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
+        crate::records::runq::GLOBAL.push(g);
+        crate::sched::balance::wake_idle_cpu(this_cpu());
+    } else {
+        crate::sched::runq_put(this_cpu(), g, false);
+    }
+    crate::sched::schedule()
+}
+
 /// Makes the interrupted thread call `async_preempt_entry` when the interrupt returns, if it
 /// is preemptible and has room on its stack.
 fn inject_async_preemption(frame: &mut TrapFrame) {
     let g = frame.interrupted();
     let (lo, _) = g.stack_bounds();
     let rsp = frame.rsp as usize;
-    if g.locks.load(Ordering::Relaxed) > 0 || !frame.interrupts_were_enabled() || rsp < lo + ASYNC_PREEMPT_STACK {
+    if !g.preemptible(frame.interrupts_were_enabled()) || rsp < lo + ASYNC_PREEMPT_STACK {
         this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -186,6 +212,6 @@ pub extern "C" fn async_preempted() {
     }
 }
 
-extern "C" fn async_preempt_m(g: &'static crate::records::g::G) -> ! {
-    crate::sched::preempt_m(g)
+extern "C" fn async_preempt_m(g: &'static G) -> ! {
+    preempt_m(g)
 }

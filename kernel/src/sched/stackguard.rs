@@ -171,8 +171,8 @@ extern "C" fn newstack(g: &'static G) -> ! {
     if sp < lo + STACK_GUARD {
         match crate::mm::stack::grow(g, sp) {
             Ok(()) | Err(GrowError::NotNow) => {}
-            Err(GrowError::ReservationExhausted) => overflow(g, sp, ctx.rflags, "reservation used up"),
-            Err(GrowError::OutOfFrames) => overflow(g, sp, ctx.rflags, "no memory to grow the stack"),
+            Err(GrowError::ReservationExhausted) => overflow(g, sp, ctx.interrupts_enabled(), "reservation used up"),
+            Err(GrowError::OutOfFrames) => overflow(g, sp, ctx.interrupts_enabled(), "no memory to grow the stack"),
         }
     } else if g.overflow_pending.load(Ordering::Relaxed) {
         // A deferred overflow that resolved itself: the thread came back above its guard.
@@ -187,15 +187,7 @@ extern "C" fn newstack(g: &'static G) -> ! {
         unsafe { gogo(g) };
     }
     if g.preempt.load(Ordering::Relaxed) || guard == STACK_PREEMPT {
-        let preemptible = g.locks.load(Ordering::Relaxed) == 0 && ctx.rflags & (1 << 9) != 0;
-        g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
-        if preemptible {
-            g.preempt.store(false, Ordering::Relaxed);
-            cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
-            crate::sched::preempt_m(g);
-        }
-        // Keep the request pending; `preempt::enable` re-arms it when the last lock goes.
-        cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        crate::sched::preempt::at_prologue(cpu, g, ctx.interrupts_enabled());
     }
     // SAFETY: as above.
     unsafe { gogo(g) }
@@ -205,8 +197,8 @@ extern "C" fn newstack(g: &'static G) -> ! {
 /// alone, report and kill it. If not (it holds a spin lock, or runs with interrupts disabled: what
 /// it is doing may be half-done), defer: it runs on in its guard zone and the overflow is judged
 /// again at the first check where it may die (`sched::death`).
-fn overflow(g: &'static G, sp: usize, rflags: usize, why: &str) {
-    if crate::sched::death::may_die_alone(g, rflags & (1 << 9) != 0).is_err() {
+fn overflow(g: &'static G, sp: usize, interrupts_enabled: bool, why: &str) {
+    if crate::sched::death::may_die_alone(g, interrupts_enabled).is_err() {
         if !g.overflow_pending.swap(true, Ordering::Relaxed) {
             this_cpu().counters.overflows_deferred.fetch_add(1, Ordering::Relaxed);
         }
