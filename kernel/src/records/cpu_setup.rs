@@ -48,10 +48,10 @@ pub unsafe fn bind_interrupt_stacks(cpu: &PerCpu, interrupt: StackRange, critica
     cpu.arch.interrupt_stack.set(interrupt);
     cpu.arch.critical_stacks.set(critical);
     // SAFETY: the records belong to this CPU, which is not in a handler now.
-    cpu.current_gintr().bind_stack(interrupt.lo, interrupt.hi);
+    cpu.gintr().bind_stack(interrupt.lo, interrupt.hi);
     // Critical handlers run with the check disabled (stackguard0 = 0); their bounds are the
     // double-fault stack's, for backtraces.
-    let gcrit = cpu.current_gcrit();
+    let gcrit = cpu.gcrit();
     gcrit.stack_lo.store(critical[0].lo, core::sync::atomic::Ordering::Relaxed);
     gcrit.stack_hi.store(critical[0].hi, core::sync::atomic::Ordering::Relaxed);
     gcrit.stackguard0.store(0, core::sync::atomic::Ordering::Relaxed);

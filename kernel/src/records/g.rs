@@ -3,7 +3,7 @@
 //! Go calls a goroutine's record a `g`; Prologue keeps the name. Every stack the kernel runs on
 //! has a `G` describing it, so that the prologue hook can ask one question everywhere: "is the
 //! stack pointer below `curg.stackguard0`?". Threads have heap-allocated `G`s (recycled through
-//! a free list, see `sched::gfree`); each CPU's g0, interrupt and critical contexts have `G`
+//! a free list, see `sched::thread`); each CPU's g0, interrupt and critical contexts have `G`
 //! records inside its `PerCpu` block.
 //!
 //! The first fields are read by assembly at fixed offsets (checked at compile time below):

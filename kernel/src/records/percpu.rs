@@ -229,13 +229,13 @@ impl PerCpu {
     }
 
     /// This CPU's interrupt-context record.
-    pub fn current_gintr(&self) -> &'static G {
+    pub fn gintr(&self) -> &'static G {
         // SAFETY: set by `bind_records`, never null afterwards.
         unsafe { &*self.gintr }
     }
 
     /// This CPU's critical-context record.
-    pub fn current_gcrit(&self) -> &'static G {
+    pub fn gcrit(&self) -> &'static G {
         // SAFETY: as above.
         unsafe { &*self.gcrit }
     }

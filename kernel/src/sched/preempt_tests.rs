@@ -166,7 +166,7 @@ ktest! {
         assert_eq!(sum, CALLS * (CALLS - 1) / 2);
         assert!(after.preempt_coop >= CALLS, "{} preemptions for {CALLS} prologues", after.preempt_coop);
         for cpu in crate::records::percpu::online_cpus() {
-            for g in [cpu.g0(), cpu.current_gintr()] {
+            for g in [cpu.g0(), cpu.gintr()] {
                 assert!(!g.guard_poisoned() && !g.preempt.load(Ordering::Relaxed), "a system context was asked to yield");
             }
         }
