@@ -213,6 +213,30 @@ fn crate_paths(code: &str) -> Vec<String> {
     out
 }
 
+/// Every path named relative to `prefix` (`super::`) in `code`: `use` trees and inline paths,
+/// without the prefix.
+fn relative_paths(code: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = code.as_bytes();
+    for (start, _) in code.match_indices(prefix) {
+        if start > 0 && (is_ident_byte(b[start - 1]) || b[start - 1] == b':') {
+            continue;
+        }
+        let after = &code[start + prefix.len()..];
+        let end = after.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(after.len());
+        if after[end..].starts_with('{') {
+            let close = after.find(';').unwrap_or(after.len());
+            expand_use("", &after[..close], &mut out);
+        } else {
+            let path = after[..end].trim_end_matches("::");
+            if !path.is_empty() {
+                out.push(path.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The module (file) a crate path lands in: its longest prefix that is a module, or, for a
 /// macro (`println`), the module that defines it.
 fn resolve(path: &str, modules: &BTreeSet<String>, macros: &BTreeMap<String, String>) -> Option<String> {
@@ -266,9 +290,11 @@ fn imports(sources: &[Source]) -> BTreeMap<String, BTreeSet<String>> {
                 targets.insert(child.clone());
             }
         }
-        if code.contains("super::") {
-            if let Some((parent, _)) = s.module.rsplit_once("::") {
-                targets.insert(parent.to_string());
+        if let Some((parent, _)) = s.module.rsplit_once("::") {
+            for path in relative_paths(&code, "super::") {
+                if let Some(m) = resolve(&join(parent, &path), &modules, &macros) {
+                    targets.insert(m);
+                }
             }
         }
         targets.remove(&s.module);
@@ -389,6 +415,12 @@ fn use_trees_expand_to_whole_paths() {
     assert_eq!(out, ["sched", "sched::g::G", "sched::g::GState", "sched::spawn"]);
     let code = code_only("use crate::a::b; // crate::c::d\nlet x = crate::e::f(\"crate::g\"); $crate::h!();");
     assert_eq!(crate_paths(&code), ["a::b", "a::b", "e::f"]);
+}
+
+#[test]
+fn relative_paths_name_their_modules() {
+    let code = code_only("use super::queue::{Pop, Tally};\nuse super::LIMIT;\nlet x = super::lanes::shape(1);");
+    assert_eq!(relative_paths(&code, "super::"), ["queue::Pop", "queue::Tally", "LIMIT", "lanes::shape"]);
 }
 
 #[test]

@@ -20,13 +20,14 @@
 //! channel and mutex benchmarks, `select_two_ready`) do exactly what those programs do, with
 //! Prologue's primitives, so that the figures compare.
 
+mod measure;
 mod memory;
 mod scheduling;
 mod sync;
 
 use alloc::vec::Vec;
 
-use crate::arch::cpu::rdtsc;
+use measure::Figure;
 use memory::*;
 use scheduling::*;
 use sync::*;
@@ -36,30 +37,6 @@ struct Bench {
     name: &'static str,
     about: &'static str,
     run: fn() -> Figure,
-}
-
-/// A measured figure: `total` `unit`s over `ops` `things` (singular `thing`).
-struct Figure {
-    total: u64,
-    ops: u64,
-    unit: &'static str,
-    things: &'static str,
-    thing: &'static str,
-}
-
-/// `total` instructions over `ops` operations named `things` / `thing`.
-fn instructions(total: u64, ops: u64, things: &'static str, thing: &'static str) -> Figure {
-    Figure { total, ops, unit: "instructions", things, thing }
-}
-
-/// Runs `op(i)` for `i` in `0..n` between two TSC reads: instructions per `thing` (`things`
-/// in the plural).
-fn time_loop(n: u64, things: &'static str, thing: &'static str, mut op: impl FnMut(u64)) -> Figure {
-    let start = rdtsc();
-    for i in 0..n {
-        op(i);
-    }
-    instructions(rdtsc() - start, n, things, thing)
 }
 
 const BENCHES: &[Bench] = &[

@@ -6,7 +6,7 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
-use super::{Figure, instructions, time_loop};
+use super::measure::{Figure, instructions, time_loop};
 use crate::arch::cpu::rdtsc;
 use crate::sched::{spawn, yield_now};
 

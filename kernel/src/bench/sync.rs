@@ -4,7 +4,7 @@
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Figure, instructions, time_loop};
+use super::measure::{Figure, instructions, time_loop};
 use crate::arch::cpu::rdtsc;
 use crate::sched::{spawn, yield_now};
 use crate::sync::{Chan, Mutex, chan};

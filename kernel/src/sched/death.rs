@@ -117,7 +117,7 @@ pub fn may_die_alone(g: &G, interrupts_enabled: bool) -> Result<(), MustNotDie> 
     if !g.is_thread() {
         return Err(MustNotDie::NotAThread);
     }
-    if !crate::sched::is_running() {
+    if !crate::sched::schedule::is_running() {
         return Err(MustNotDie::SchedulerNotRunning);
     }
     if crate::fatal::in_progress() {

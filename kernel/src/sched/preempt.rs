@@ -51,12 +51,6 @@ pub fn mode() -> Mode {
     }
 }
 
-/// A new time slice starts on `cpu` (called by the scheduler when it switches threads).
-#[inline(always)]
-pub fn start_slice(cpu: &PerCpu) {
-    cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
-}
-
 /// The timer interrupt: count the tick, and request or force preemption of the running thread.
 pub fn timer_tick(frame: &mut TrapFrame) {
     let cpu = this_cpu();
@@ -113,9 +107,9 @@ pub fn preempt_m(g: &'static G) -> ! {
         crate::records::runq::GLOBAL.push(g);
         crate::sched::balance::wake_idle_cpu(this_cpu());
     } else {
-        crate::sched::runq_put(this_cpu(), g, false);
+        crate::sched::queue::runq_put(this_cpu(), g, false);
     }
-    crate::sched::schedule()
+    crate::sched::schedule::schedule()
 }
 
 /// Makes the interrupted thread call `async_preempt_entry` when the interrupt returns, if it

@@ -1,11 +1,12 @@
-//! Per-CPU timers: `sleep`, and callbacks after a delay (`call_at`, which `sync::after` uses for
+//! Per-CPU timers: the wake-up of a sleeping thread (`sched::sleep`), and callbacks after a delay (`call_at`, which `sync::after` uses for
 //! its channels).
 //!
 //! Each CPU keeps a binary heap of timers ordered by expiry time, in TSC units. Timers are added
-//! by threads running on that CPU and fired by the scheduler on g0 (`run_expired`, on every pass
-//! through `find_runnable` that finds one due, including the idle loop that the timer interrupt
-//! wakes once per tick). The timer interrupt itself only notices that a timer is due and asks
-//! the running thread to yield, so timers never fire in interrupt context.
+//! by threads running on that CPU and fired by the scheduler on g0 (`sched::schedule`, which
+//! takes them with `take_due` on every pass through its loop that finds one due, including the
+//! idle loop that the timer interrupt wakes once per tick). The timer interrupt itself only
+//! notices that a timer is due and asks the running thread to yield, so timers never fire in
+//! interrupt context.
 //!
 //! A timer either readies a sleeping thread or calls a function registered by a higher layer
 //! (the scheduler knows nothing of what the function does). The function runs on g0, so it must
@@ -19,8 +20,7 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use crate::records::g::WaitReason;
-use crate::records::percpu::{PerCpu, current};
+use crate::records::percpu::PerCpu;
 use crate::records::timer_heap::{Action, TimerHeap};
 
 /// Is a timer due on `cpu`?
@@ -30,39 +30,20 @@ pub fn due(cpu: &PerCpu) -> bool {
     next != u64::MAX && crate::arch::cpu::rdtsc() >= next
 }
 
-/// Adds a timer to `cpu`'s heap.
-fn add(cpu: &PerCpu, heap: &mut TimerHeap, when: Duration, action: Action) {
+/// Adds a timer to `cpu`'s heap (held by the caller: `heap` is its contents).
+pub fn add(cpu: &PerCpu, heap: &mut TimerHeap, when: Duration, action: Action) {
     heap.push(crate::time::tsc_at(when), action);
     cpu.next_timer_tsc.store(heap.next_due(), Ordering::Relaxed);
 }
 
-/// Fires the due timers of `cpu`. On g0, interrupts off.
-pub fn run_expired(cpu: &PerCpu) {
+/// Takes the earliest due timer of `cpu`, if any (the scheduler fires it). On g0, interrupts
+/// off.
+pub fn take_due(cpu: &PerCpu) -> Option<Action> {
     let now = crate::arch::cpu::rdtsc();
-    loop {
-        let action = {
-            let mut timers = cpu.timers.lock();
-            let action = timers.pop_due(now);
-            cpu.next_timer_tsc.store(timers.next_due(), Ordering::Relaxed);
-            action
-        };
-        let Some(action) = action else { return };
-        match action {
-            Action::Wake(g) => crate::sched::ready(g),
-            Action::Call { f, arg } => f(arg),
-        }
-    }
-}
-
-/// Parks the current thread until `when` (time since boot).
-pub fn sleep_until(when: Duration) {
-    let g = current();
-    // If the thread migrates between reading the CPU and taking the lock, the timer simply
-    // lives on the CPU it left: it fires there and readies the thread wherever it is parked.
-    let cpu = crate::records::percpu::this_cpu_unchecked();
-    let mut heap = cpu.timers.lock();
-    add(cpu, &mut heap, when, Action::Wake(g));
-    crate::sched::park(WaitReason::Sleep, heap.into_parked());
+    let mut timers = cpu.timers.lock();
+    let action = timers.pop_due(now);
+    cpu.next_timer_tsc.store(timers.next_due(), Ordering::Relaxed);
+    action
 }
 
 /// Arranges for `f(arg)` to be called on g0 at `when` (time since boot), on this CPU. `f` must not

@@ -57,6 +57,11 @@
 //! - `lost-wakeup`: a queue producer unregisters a waiting consumer but forgets its token; the
 //!   consumer waits for ever (the watchdog, or the drain check at the end, names it).
 //!
+//! Files, each importing only those before it: `bugs` (the planted bugs), `queue` and `lanes`
+//! (the work queue and the lanes' records), `shared` (random choices, kinds of operation, the
+//! watched threads' slots, the shared state), `traffic` (the lanes' and the queue's producers and
+//! consumers), `ops` (the workers' operations), `coordinator` (`run`).
+//!
 //! Rejected designs:
 //! - Pinning workers to CPUs (`spawn_on`): it would keep migration and stealing out of the test.
 //! - One shared PRNG: choices would depend on the interleaving, and no run could be repeated.
@@ -74,34 +79,7 @@ mod lanes;
 mod ops;
 mod queue;
 mod shared;
-
-use core::time::Duration;
+mod threads;
+mod traffic;
 
 pub use coordinator::run;
-
-/// Workers per online CPU.
-pub(super) const WORKERS_PER_CPU: usize = 3;
-/// A watched thread whose progress tick stands still this long is starving.
-pub(super) const STARVATION: Duration = Duration::from_secs(3);
-/// How often the coordinator wakes to watch.
-pub(super) const WATCH_PERIOD: Duration = Duration::from_millis(100);
-/// How often a status line is printed.
-pub(super) const STATUS_PERIOD: Duration = Duration::from_millis(2500);
-/// How long the shutdown may take once the threads are told to stop.
-pub(super) const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
-/// How long the consumers may take, once the producers have stopped, to receive everything that
-/// was sent (before the lanes and the queue are closed, which would rescue a consumer whose
-/// wake-up was lost).
-pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(3);
-/// Deepest recursion, in bytes of stack (less if the stack reservation is small).
-pub(super) const RECURSION_MAX: usize = 150 * 1024;
-/// Stack a recursing thread keeps free below its deepest frame, for its other frames.
-pub(super) const RECURSION_MARGIN: usize = 64 * 1024;
-/// Items the work queue holds at most.
-pub(super) const QUEUE_CAPACITY: usize = 8;
-/// Producers feeding the work queue.
-pub(super) const QUEUE_PRODUCERS: usize = 2;
-/// Producers of a lane at most.
-pub(super) const LANE_PRODUCERS_MAX: usize = 2;
-/// Heap blocks a worker keeps alive at once.
-pub(super) const HEAP_SLOTS: usize = 8;

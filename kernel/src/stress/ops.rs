@@ -7,12 +7,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use super::HEAP_SLOTS;
 use super::shared::{Kind, Rng, STREAM_WORKER, Shared, Slot, pick};
 use crate::sched::{sleep, try_spawn, yield_now};
 use crate::sync::after;
 use crate::sync::{Chan, chan};
 use crate::time::now;
+
+/// Heap blocks a worker keeps alive at once.
+pub(super) const HEAP_SLOTS: usize = 8;
 
 /// A child's answer to `input`, checked by its parent.
 pub(super) fn child_value(input: u64) -> u64 {

@@ -6,16 +6,15 @@
 //! from whoever unregisters it (so a stale token cannot mask the planted `missing-recheck`).
 
 use alloc::collections::VecDeque;
-use alloc::format;
-use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::bugs::Bug;
-use super::shared::{Kind, Rng, STREAM_QUEUE, Shared, Slot};
-use super::{QUEUE_CAPACITY, QUEUE_PRODUCERS};
-use crate::sched::yield_now;
 use crate::sync::mutex::MutexGuard;
 use crate::sync::{Chan, Mutex, chan};
+
+/// Items the work queue holds at most.
+pub(super) const QUEUE_CAPACITY: usize = 8;
+/// Producers feeding the work queue.
+pub(super) const QUEUE_PRODUCERS: usize = 2;
 
 /// A work-queue item: (producer, sequence number).
 pub(super) type Item = (usize, u64);
@@ -169,62 +168,5 @@ impl Tally {
         self.count += other.count;
         self.sum = self.sum.wrapping_add(other.sum);
         self.mix ^= other.mix;
-    }
-}
-
-pub(super) fn queue_producer(shared: &Shared, index: usize, slot: &Slot, seed: u64) -> Tally {
-    let mut rng = Rng::new(seed, STREAM_QUEUE + index as u64);
-    let mut made = Tally::default();
-    let mut seq = 0;
-    while !shared.stopped() {
-        // A little work between items, so that consumers often find the queue empty and wait.
-        for i in 0..rng.below(256) {
-            black_box(i);
-        }
-        if rng.one_in(4) {
-            yield_now();
-        }
-        shared.queue.push((index, seq));
-        made.add(seq);
-        seq += 1;
-        slot.tick();
-    }
-    made
-}
-
-pub(super) fn queue_consumer(shared: &Shared, index: usize, slot: &Slot) -> [Tally; QUEUE_PRODUCERS] {
-    let recheck = shared.bug != Some(Bug::MissingRecheck);
-    let mut got = [Tally::default(); QUEUE_PRODUCERS];
-    let mut last: [Option<u64>; QUEUE_PRODUCERS] = [None; QUEUE_PRODUCERS];
-    loop {
-        match shared.queue.pop(recheck) {
-            Pop::Item((producer, seq)) => {
-                if producer >= QUEUE_PRODUCERS {
-                    shared.fail(format!(
-                        "queue consumer {index} popped an item from producer {producer}, who does not exist"
-                    ));
-                    continue;
-                }
-                // The queue is FIFO and each producer numbers its items in order, so one
-                // consumer sees each producer's numbers strictly increasing.
-                if let Some(prev) = last[producer]
-                    && seq <= prev
-                {
-                    shared.fail(format!(
-                        "queue consumer {index} popped item {seq} of producer {producer} after item {prev} \
-                         (duplicated or reordered)"
-                    ));
-                }
-                last[producer] = Some(seq);
-                got[producer].add(seq);
-                shared.count(Kind::Queue);
-            }
-            Pop::Empty => shared.fail(format!(
-                "queue consumer {index} popped an empty queue: it was woken for an item that another \
-                 consumer took first, and did not check again"
-            )),
-            Pop::Closed => return got,
-        }
-        slot.tick();
     }
 }

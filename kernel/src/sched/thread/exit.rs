@@ -3,9 +3,9 @@
 //! interrupted thread into its own exit path) or on g0 (a stack overflow: `kill_on_g0`). Every
 //! way runs the thread's death hooks first and ends in `exit_m` on g0.
 
-use super::Death;
 use super::free_list::release;
 use crate::mm::stack;
+use crate::records::exit::Death;
 use crate::records::g::{G, GState};
 use crate::records::percpu::current;
 use crate::records::switch::mcall;
@@ -73,7 +73,7 @@ pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
 /// The end of every thread, on g0: free the stack, wake the joiner, drop the thread's
 /// reference, schedule.
 extern "C" fn exit_m(g: &'static G) -> ! {
-    crate::sched::check_locks_at_switch(g, 0, "exit");
+    crate::sched::schedule::check_locks_at_switch(g, 0, "exit");
     g.transition(GState::Running, GState::Dead);
     if let Some(stack) = g.stack.take() {
         stack::free(stack);
@@ -89,7 +89,7 @@ extern "C" fn exit_m(g: &'static G) -> ! {
     release(g);
     if !joiner.is_null() {
         // SAFETY: a joiner stays parked (alive) until readied here.
-        crate::sched::ready(unsafe { &*joiner });
+        crate::sched::queue::ready(unsafe { &*joiner });
     }
-    crate::sched::schedule()
+    crate::sched::schedule::schedule()
 }

@@ -7,7 +7,6 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::SpawnError;
 use crate::records::g::{G, GState};
 use crate::records::spin::{Rank, SpinLock};
 
@@ -28,21 +27,21 @@ unsafe impl Send for FreeList {}
 
 /// A thread record: recycled, or newly allocated (Go's `gfget`).
 #[inline]
-pub(super) fn gfget() -> Result<&'static G, SpawnError> {
+pub(super) fn gfget() -> Option<&'static G> {
     {
         let mut free = FREE.lock();
         if !free.head.is_null() {
             // SAFETY: records on the free list are valid and owned by the list.
             let g = unsafe { &*free.head };
             free.head = g.sched_link.replace(core::ptr::null_mut());
-            return Ok(g);
+            return Some(g);
         }
     }
     let layout = Layout::new::<G>();
     // SAFETY: G has a non-zero size.
     let ptr = unsafe { alloc::alloc::alloc(layout) }.cast::<G>();
     if ptr.is_null() {
-        return Err(SpawnError::OutOfMemory);
+        return None;
     }
     // SAFETY: `ptr` is a fresh allocation for a G; we initialize it and never free it.
     let g: &'static G = unsafe {
@@ -50,7 +49,7 @@ pub(super) fn gfget() -> Result<&'static G, SpawnError> {
         &*ptr
     };
     ALL.lock().push(g);
-    Ok(g)
+    Some(g)
 }
 
 /// Returns a record to the free list (Go's `gfput`).

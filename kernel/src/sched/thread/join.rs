@@ -12,8 +12,8 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering;
 
-use super::Death;
 use super::free_list::release;
+use crate::records::exit::Death;
 use crate::records::exit::{RESULT_DETACHED, RESULT_EMPTY, RESULT_STORED, RESULT_WORDS};
 use crate::records::g::{G, WaitReason};
 use crate::records::percpu::current;
@@ -97,7 +97,7 @@ impl<T> JoinHandle<T> {
             inner.death.take()
         } else {
             inner.joiner = current();
-            crate::sched::park(WaitReason::Join, inner.into_parked());
+            crate::sched::park::park(WaitReason::Join, inner.into_parked());
             // The exit path wrote the outcome before marking the thread done and waking us, and
             // nothing touches the record's exit state any more but us.
             // SAFETY: as just said, our access is exclusive and ordered after the writes.

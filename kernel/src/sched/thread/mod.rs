@@ -25,30 +25,8 @@ mod free_list;
 mod join;
 mod spawn;
 
-use core::fmt;
-
-use crate::mm::stack::StackError;
-
 pub use crate::records::exit::Death;
 pub use exit::{exit_dead, kill_from_trap, kill_on_g0};
 pub use free_list::{for_each_thread, live_threads, release_cached};
 pub use join::JoinHandle;
 pub use spawn::{spawn, spawn_on, try_spawn};
-
-/// Why a thread could not be spawned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnError {
-    /// No memory for its record or its closure.
-    OutOfMemory,
-    /// No stack.
-    Stack(StackError),
-}
-
-impl fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpawnError::OutOfMemory => write!(f, "out of memory for a thread record"),
-            SpawnError::Stack(e) => write!(f, "no stack: {e:?}"),
-        }
-    }
-}

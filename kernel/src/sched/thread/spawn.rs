@@ -3,17 +3,35 @@
 //! that `gogo` resumes at `thread_entry`, and the thread queued in its CPU's `runnext`.
 
 use alloc::boxed::Box;
+use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
-use super::SpawnError;
 use super::exit::exit_now;
 use super::free_list::{NEXT_ID, gfget, release};
 use super::join::{JoinHandle, store_result};
-use crate::mm::stack;
+use crate::mm::stack::{self, StackError};
 use crate::records::g::{GState, Name};
 use crate::records::percpu::{current, this_cpu};
 use crate::records::switch::thread_entry;
+
+/// Why a thread could not be spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnError {
+    /// No memory for its record or its closure.
+    OutOfMemory,
+    /// No stack.
+    Stack(StackError),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::OutOfMemory => write!(f, "out of memory for a thread record"),
+            SpawnError::Stack(e) => write!(f, "no stack: {e:?}"),
+        }
+    }
+}
 
 /// Bytes of the initial stack a closure may take; bigger closures are boxed.
 const INLINE_CLOSURE_MAX: usize = 512;
@@ -62,7 +80,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let g = gfget()?;
+    let g = gfget().ok_or(SpawnError::OutOfMemory)?;
     g.pinned.store(pin, Ordering::Relaxed);
     let stack = match stack::alloc() {
         Ok(stack) => stack,
@@ -111,7 +129,7 @@ where
     let _irq = crate::arch::cpu::IrqGuard::new();
     let cpu = this_cpu();
     cpu.counters.spawns.fetch_add(1, Ordering::Relaxed);
-    crate::sched::runq_put(cpu, g, true);
+    crate::sched::queue::runq_put(cpu, g, true);
     Ok(JoinHandle { g, _result: PhantomData })
 }
 
