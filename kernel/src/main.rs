@@ -1,8 +1,26 @@
 //! Prologue: a teaching kernel for x86-64 whose threads are scheduled like goroutines.
 //!
+//! The kernel is built in floors; every module imports only from its own floor and those below
+//! it (docs/architecture.md draws them; `cargo test` checks it):
+//!
+//! 8. boot and run modes: this file, `cmdline`, `smp_boot`, `demo`, `shell`, `stats`, `crash`,
+//!    `stress`, `bench`, `ktest`
+//! 7. trap policy: `trap` (dispatch, exceptions, oops-or-fatal, page faults, panics)
+//! 6. `sync`: channels, `select!`, `Mutex`, `WaitGroup`, `Once`
+//! 5. the scheduler: `sched`
+//! 4. memory: `mm`
+//! 3. reports: `fatal` (the fatal report, backtraces)
+//! 2. the records: `records` (`G`, `PerCpu`, spin locks, the context switch and trap entry
+//!    stubs), `console`
+//! 1. the machine: `arch`, `time`, `rand`
+//!
+//! The assembly on floor 2 enters the floors above through named doors, not imports:
+//! `_start` calls `kernel_start` (below), the trap stubs call `trap::dispatch::trap_dispatch`,
+//! and every prologue calls `mcount` (`sched::stackguard`).
+//!
 //! Boot, in order (each step's module explains itself):
-//! 1. `arch::start::_start` points GS at CPU 0's per-CPU block and calls `kernel_start` on the
-//!    boot stack (the prologue check works from the first Rust instruction).
+//! 1. `records::start::_start` points GS at CPU 0's per-CPU block and calls `kernel_start` on
+//!    the boot stack (the prologue check works from the first Rust instruction).
 //! 2. `kernel_start`: serial console, descriptor tables, command line, memory management; then
 //!    it moves CPU 0's scheduler context (g0) to a guarded stack and continues in `kernel_main`.
 //! 3. `kernel_main`: the banner, the APIC timer, the other CPUs, then the first thread (which
@@ -16,26 +34,33 @@
 
 extern crate alloc;
 
+// Floor 1
 mod arch;
+mod rand;
+mod time;
+// Floor 2
+mod console;
+mod records;
+// Floor 3
+mod fatal;
+// Floor 4
+mod mm;
+// Floor 5
+mod sched;
+// Floor 6
+mod sync;
+// Floor 7
+mod trap;
+// Floor 8
 mod bench;
 mod cmdline;
-mod console;
 mod crash;
 mod demo;
-mod fatal;
 mod ktest;
-mod mm;
-
-mod rand;
-mod records;
-mod sched;
 mod shell;
 mod smp_boot;
 mod stats;
 mod stress;
-mod sync;
-mod time;
-mod trap;
 
 use core::sync::atomic::Ordering;
 

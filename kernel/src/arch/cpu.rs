@@ -1,5 +1,6 @@
 //! Small CPU facilities: the interrupt flag, halting, the time-stamp counter, control registers,
-//! and the per-CPU architectural state (`ArchCpu`: GDT, TSS and the interrupt stacks).
+//! and the sizes and IST slots of the per-CPU stacks (the per-CPU architectural state that holds
+//! them, `ArchCpu`: GDT, TSS and the interrupt stacks, is in `arch::gdt`).
 //!
 //! Invariant: `IrqGuard` restores exactly the interrupt flag it found, so guards nest.
 

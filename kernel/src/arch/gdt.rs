@@ -8,7 +8,7 @@
 //! handler from running: the CPU pushes the fault frame onto IST1, not onto the broken stack.
 //!
 //! Invariants: each CPU loads its own tables once (`load`), before enabling interrupts; the
-//! GS selector is never reloaded afterwards (that would reset the GS base, see `arch::start`).
+//! GS selector is never reloaded afterwards (that would reset the GS base, see `records::start`).
 
 use core::cell::UnsafeCell;
 

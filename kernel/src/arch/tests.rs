@@ -142,7 +142,7 @@ ktest! {
     }
 }
 
-/// A vector no handler claims (see the map in `arch::interrupts`).
+/// A vector no handler claims (see the map in `arch::vectors`).
 const UNCLAIMED_VECTOR: u8 = 0x90;
 
 ktest! {

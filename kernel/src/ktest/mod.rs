@@ -20,7 +20,7 @@
 //! Each test runs in its own thread; the runner joins it. A test passes if it returns (or, if
 //! it declares `#[expect(...)]`, if it dies the expected way: a panic whose message contains a
 //! given text, a CPU exception with a given vector, or a stack overflow). Thread death is
-//! contained (see `panic` and `arch::exceptions`), so one failing test does not stop the run.
+//! contained (see `trap::panic` and `trap::exceptions`), so one failing test does not stop the run.
 //!
 //! A test that cannot run in the machine it got (one CPU for an SMP test, too little memory, a
 //! build without the feature it checks) says so with `ktest_skip!("reason")`, which returns from

@@ -7,7 +7,7 @@
 //! tells), which is the reason for a bitmap rather than a free list.
 //!
 //! Frames below 1 MiB are never handed out: the low megabyte holds firmware data and the
-//! real-mode start-up code of the other CPUs (`arch::smp`).
+//! real-mode start-up code of the other CPUs (`smp_boot`).
 //!
 //! Invariants: `free` equals the number of set bits; a frame is handed out at most once until
 //! freed. The lock is a `SpinLock` (never taken in interrupt handlers); `owner` names the

@@ -6,7 +6,7 @@ use crate::arch::cpu::{CRITICAL_STACK_SIZE, IST_DOUBLE_FAULT, IST_INTERRUPT, IST
 use crate::records::percpu::PerCpu;
 
 /// Early stacks for CPU 0's interrupt stack table, used until memory management can give it
-/// guarded ones (`install_cpu_stacks`).
+/// guarded ones (`smp_boot::alloc_cpu_stacks`, then `bind_interrupt_stacks`).
 #[repr(C, align(4096))]
 struct EarlyStacks([[u8; CRITICAL_STACK_SIZE]; 4]);
 static mut EARLY_STACKS: EarlyStacks = EarlyStacks([[0; CRITICAL_STACK_SIZE]; 4]);

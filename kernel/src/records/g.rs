@@ -212,7 +212,7 @@ pub struct G {
     pub wait_reason: Cell<WaitReason>,
     /// Spin locks held (Go's `m.locks`). Written only by the context itself.
     pub locks: AtomicU32,
-    /// The ranks of those locks, for the lock-order check (`sync::lockrank`).
+    /// The ranks of those locks, for the lock-order check (`records::lockrank`).
     pub held_ranks: crate::records::lockrank::HeldRanks,
     /// A preemption was requested and not yet honoured.
     pub preempt: AtomicBool,

@@ -118,7 +118,7 @@ impl HeldRanks {
 #[cold]
 #[inline(never)]
 fn order_violation(taking: Rank, held: Rank) -> ! {
-    panic!("lock order: taking a {taking:?} lock while holding a {held:?} lock (the order is sync::lockrank::Rank)")
+    panic!("lock order: taking a {taking:?} lock while holding a {held:?} lock (the order is records::lockrank::Rank)")
 }
 
 /// Records that `g` takes lock `addr` of `rank`, checking the order (debug builds only).

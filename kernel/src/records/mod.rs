@@ -7,7 +7,7 @@
 //! These files form the one knot of the kernel that cannot be untied: a `G` holds spin locks,
 //! a spin lock raises the running `G`'s lock depth, found through its `PerCpu`. Nothing here
 //! imports from a floor above; the assembly enters the floors above through named doors
-//! (`kernel_start`, `trap_dispatch`, `mcount`'s slow path), listed in docs/architecture.md.
+//! (`kernel_start`, `trap_dispatch`, `switch_refused`), listed in docs/architecture.md.
 
 pub mod counters;
 pub mod cpu_setup;

@@ -1,7 +1,7 @@
 //! Per-CPU state, reached through the GS base.
 //!
 //! Each CPU owns one `PerCpu` block in the static array `PERCPU`; its GS base points at it from
-//! the first instruction that CPU runs (see `arch::start` and `arch::smp`). Assembly reads the
+//! the first instruction that CPU runs (see `records::start` and `smp_boot`). Assembly reads the
 //! first fields at fixed offsets (`gs:[OFF_CURG]` in the prologue hook, the interrupt stubs, the
 //! context switch); the offsets are checked against the struct layout at compile time below.
 //!
@@ -135,7 +135,7 @@ impl PerCpu {
     }
 }
 
-/// The per-CPU blocks. CPU `i` has `PERCPU[i]`; only `arch::start`/`arch::smp` take addresses
+/// The per-CPU blocks. CPU `i` has `PERCPU[i]`; only `records::start`/`smp_boot` take addresses
 /// of it directly (to load the GS base); everything else goes through `this_cpu`/`cpu`.
 pub static mut PERCPU: [PerCpu; MAX_CPUS] = {
     let mut cpus = [const { PerCpu::new(0) }; MAX_CPUS];

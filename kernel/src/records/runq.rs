@@ -265,7 +265,7 @@ impl SharedThreadList {
     }
 
     /// Threads queued (a hint: it may change at once). Sequentially consistent, for the idle
-    /// loop's last look for work (see `sched::idle`).
+    /// loop's last look for work (see `sched::schedule::idle`).
     #[inline(always)]
     pub fn len_hint(&self) -> u32 {
         self.len.load(Ordering::SeqCst)

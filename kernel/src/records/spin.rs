@@ -3,8 +3,8 @@
 //! A thread spinning on a lock makes no calls, so it never reaches a prologue and can never be
 //! preempted cooperatively; if the holder were preempted, the spinner would spin for its whole
 //! time slice (or forever, on one CPU). So, as in Go (`m.locks`), taking a spin lock raises the
-//! holder's non-preemptible depth (`G::locks`) and releasing the last one re-arms any preemption
-//! request that arrived meanwhile (`sched::preempt`).
+//! holder's non-preemptible depth (`G::locks`, `G::raise_lock_depth`) and releasing the last one
+//! re-arms any preemption request that arrived meanwhile (`G::lower_lock_depth`).
 //!
 //! Two kinds:
 //! - `SpinLock<T>`: for data never touched by interrupt handlers. Taking it in a handler is a
@@ -14,7 +14,7 @@
 //! - `IrqSpinLock<T>`: also disables interrupts while held, so handlers may take it too. Rule
 //!   (checked by review): any lock a handler takes is an `IrqSpinLock` everywhere.
 //!
-//! Every lock has a place in the lock order (`sync::lockrank::Rank`), checked in debug builds.
+//! Every lock has a place in the lock order (`records::lockrank::Rank`), checked in debug builds.
 //! A lock is never held across `park`, except the one `park` itself releases on g0.
 
 use core::ops::{Deref, DerefMut};

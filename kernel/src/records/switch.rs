@@ -1,7 +1,7 @@
 //! Context switching, in assembly: `mcall` (thread -> g0), `gogo` (g0 -> thread), and the
 //! trampoline a new thread starts at. (The scheduler's two other trampolines -- an injected
 //! asynchronous preemption and a thread's death after a fault -- live with their stories, in
-//! `sched::preempt` and `sched::thread`.)
+//! `sched::preempt` and `sched::thread::exit`.)
 //!
 //! As in the Go runtime, a switch between two threads always passes through the CPU's
 //! scheduler context g0: the thread calls `mcall(f)`, which saves the thread's callee-saved

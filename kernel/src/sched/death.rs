@@ -11,7 +11,7 @@
 //! - a stack overflow caught by the prologue check is *deferred*, like a preemption request: the
 //!   thread runs on in its guard zone (2 KiB, enough for the short code that holds a spin lock)
 //!   and the overflow is judged again at the first check where the thread may die
-//!   (`preempt::enable` re-arms it when the last spin lock goes, the timer tick otherwise).
+//!   (`G::lower_lock_depth` re-arms it when the last spin lock goes, the timer tick otherwise).
 //!
 //! Death hooks: there is no unwinding, so a dying thread's destructors never run. Code that must
 //! not be left half-done by a death (`Once` marks itself done, as Go's does when its function

@@ -7,7 +7,7 @@
 //!   two threads goes through g0 (`mcall` from the thread, `gogo` to the next), and g0 is
 //!   never preempted.
 //! - Each CPU has a local run queue with a `runnext` slot; one global queue is shared; idle
-//!   CPUs steal (`runq`).
+//!   CPUs steal (`records::runq`, `balance`).
 //! - **park/ready** is the one way to block: every blocking operation (channels, mutexes,
 //!   sleep, join) parks the thread under the lock of the thing it waits on, and whoever makes
 //!   the condition true readies it. `park` releases that lock only on g0, after the thread is

@@ -1,21 +1,22 @@
-//! Preemption: the non-preemptible depth, the timer's requests, and asynchronous preemption.
+//! Preemption: the timer's requests, the decision at a prologue (preempt or defer), and
+//! asynchronous preemption.
 //!
 //! Cooperative preemption (Go's sysmon + `stackPreempt`): on each timer tick, if the running
 //! thread has used its quantum (`quantum_ms=`, default 10), or a timer is due, the tick sets
 //! the thread's `preempt` flag and poisons its `stackguard0`; the thread yields at its next
-//! prologue (`stackguard::newstack`).
+//! prologue (`stackguard::newstack`, which asks `at_prologue`).
 //!
 //! Asynchronous preemption (Go 1.14's answer to tight loops without calls): if a request is
 //! still pending a further quantum later and the thread is preemptible, the tick makes the
-//! interrupted thread "call" `arch::switch::async_preempt_entry` by pushing its `rip` on its
+//! interrupted thread "call" `async_preempt_entry` (below) by pushing its `rip` on its
 //! stack; that routine saves every register and yields.
 //!
 //! Modes (`preempt=`): `off` (no requests at all), `coop` (requests only), `async` (default:
 //! requests, then injection). g0 and interrupt contexts are never asked, in any mode.
 //!
-//! The non-preemptible depth (`G::locks`, Go's `m.locks`) is raised by spin locks; a request
-//! that finds it non-zero is deferred, and `enable` re-arms it when the depth returns to zero,
-//! so no request is lost.
+//! The non-preemptible depth (`G::locks`, Go's `m.locks`) is raised by spin locks
+//! (`G::raise_lock_depth`); a request that finds it non-zero is deferred (`at_prologue`), and
+//! `G::lower_lock_depth` re-arms it when the depth returns to zero, so no request is lost.
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 

@@ -26,10 +26,13 @@
 //!    (`stack_lo + STACK_GUARD`), never from `stackguard0` (a poison hides the bound, and the
 //!    hook returns into the function body without re-checking). First try to grow the stack
 //!    in place (`mm::stack::grow`); if its reservation is used up, the thread dies with an
-//!    overflow report -- or, if it holds locks, the kernel stops.
-//! 2. A preemption request: if the thread is preemptible (no locks, interrupts on) it goes to
-//!    the global run queue (Go's `gopreempt_m`); otherwise the real guard is restored and the
-//!    request stays pending, re-armed when the last lock is released (`sched::preempt`).
+//!    overflow report if it may die alone (`sched::death::may_die_alone`); if it may not (it
+//!    holds a spin lock, or runs with interrupts off), the overflow is deferred and judged
+//!    again at the next check where it may.
+//! 2. A preemption request (`sched::preempt::at_prologue`): if the thread is preemptible (no
+//!    locks, interrupts on) it goes to the global run queue (Go's `gopreempt_m`); otherwise the
+//!    real guard is restored and the request stays pending, re-armed when the last lock is
+//!    released (`G::lower_lock_depth`).
 //! 3. Otherwise (a count request, or a request already served) the thread just continues.
 //!
 //! g0, the interrupt context and the critical context are never preempted and never grow: if

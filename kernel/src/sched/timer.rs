@@ -49,7 +49,7 @@ pub fn take_due(cpu: &PerCpu) -> Option<Action> {
 /// Arranges for `f(arg)` to be called on g0 at `when` (time since boot), on this CPU. `f` must not
 /// block or panic.
 pub fn call_at(when: Duration, f: fn(usize), arg: usize) {
-    // As in `sleep_until`, a migration here only changes which CPU fires the timer.
+    // As in `park::sleep_until`, a migration here only changes which CPU fires the timer.
     let cpu = crate::records::percpu::this_cpu_unchecked();
     add(cpu, &mut cpu.timers.lock(), when, Action::Call { f, arg });
 }

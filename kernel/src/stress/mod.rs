@@ -16,7 +16,7 @@
 //!   caught at the message that shows it, not only as a wrong total at the end.
 //! - **The work queue**: a bounded FIFO built here from a `Mutex<VecDeque>` and two channels
 //!   used as wait queues (a condition variable), with two producers and several consumers.
-//! - **The coordinator** (this module's `run`, the first thread): it starts everything, is the
+//! - **The coordinator** (`coordinator::run`, the first thread): it starts everything, is the
 //!   starvation watchdog and prints a status line every 2.5 s, stops the run at the deadline,
 //!   shuts everything down, and makes the final checks.
 //!
@@ -60,7 +60,8 @@
 //! Files, each importing only those before it: `bugs` (the planted bugs), `queue` and `lanes`
 //! (the work queue and the lanes' records), `shared` (random choices, kinds of operation, the
 //! watched threads' slots, the shared state), `traffic` (the lanes' and the queue's producers and
-//! consumers), `ops` (the workers' operations), `coordinator` (`run`).
+//! consumers), `ops` (the workers' operations), `threads` (starting, draining, shutting down and
+//! joining the watched threads), `coordinator` (`run`).
 //!
 //! Rejected designs:
 //! - Pinning workers to CPUs (`spawn_on`): it would keep migration and stealing out of the test.

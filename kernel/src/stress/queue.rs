@@ -1,6 +1,6 @@
 //! The work queue: a bounded FIFO built from a `Mutex<VecDeque>` and two channels used as wait
-//! queues (a condition variable), its producers and consumers, and the tallies that prove no
-//! item was lost or duplicated.
+//! queues (a condition variable), and the tallies that prove no item was lost or duplicated (its
+//! producers and consumers are in `traffic`).
 //!
 //! Invariant: a waiting thread registers itself under the mutex and receives exactly one token
 //! from whoever unregisters it (so a stale token cannot mask the planted `missing-recheck`).

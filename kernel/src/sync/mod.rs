@@ -1,6 +1,6 @@
-//! Synchronisation: kernel spin locks, and Go's primitives for threads -- channels with
-//! `select!`, a sleeping `Mutex`, `WaitGroup`, `Once`. Every blocking primitive is built on
-//! `sched::park`/`sched::ready`.
+//! Synchronisation: Go's primitives for threads -- channels with `select!`, a sleeping `Mutex`,
+//! `WaitGroup`, `Once`. Every blocking primitive is built on `sched::park`/`sched::ready`. (The
+//! kernel's spin locks are in `records::spin`.)
 
 pub mod chan;
 pub mod mutex;

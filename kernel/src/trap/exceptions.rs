@@ -56,7 +56,7 @@ fn breakpoint(frame: &mut TrapFrame) {
     log::debug!("breakpoint at {:#x} on CPU {}", frame.rip - 1, cpu.id);
 }
 
-/// Test-only handler of `interrupts::TEST_RECURSE`: recurses on the interrupt stack until the
+/// Test-only handler of `vectors::TEST_RECURSE`: recurses on the interrupt stack until the
 /// prologue check catches the overflow (which is fatal by design).
 #[inline(never)]
 pub fn test_recurse(depth: u64) {

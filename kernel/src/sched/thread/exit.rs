@@ -34,7 +34,7 @@ pub extern "C" fn exit_after_trap() -> ! {
 
 /// Where a thread killed by an exception resumes: the trap handler pointed the interrupt
 /// return here, with `rsp` near the top of the thread's own stack, so that the thread can run
-/// its normal exit path (`sched::thread::exit_after_trap`).
+/// its normal exit path (`exit_after_trap`, above).
 ///
 /// Register contract: `curg` is the dying thread; interrupts enabled; registers are garbage.
 #[unsafe(naked)]

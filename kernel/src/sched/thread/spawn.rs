@@ -134,7 +134,7 @@ where
 }
 
 /// A new thread's first Rust function: runs the closure at `arg`, stores its result, exits.
-/// Called by `arch::switch::thread_entry` on the thread's fresh stack.
+/// Called by `records::switch::thread_entry` on the thread's fresh stack.
 type ThreadStart = unsafe extern "C" fn(arg: *mut u8) -> !;
 
 /// `ThreadStart` for a closure placed on the new stack.
