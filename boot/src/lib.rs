@@ -1,9 +1,12 @@
 //! The Prologue runner as a library, shared by the `boot` command (`cargo run`) and the host
 //! tests (`cargo test`): build a kernel variant, make a BIOS or UEFI disk image, run it in
-//! QEMU, and judge the outcome from the kernel's own output and QEMU's exit status.
+//! QEMU, and judge the outcome from the kernel's own output and QEMU's exit status; the command
+//! line (`cli`) and the stress farm (`farm`) live here too, so that tests can reach them.
 
 pub mod against;
 pub mod bench;
+pub mod cli;
+pub mod farm;
 pub mod figures;
 pub mod host;
 pub mod image;

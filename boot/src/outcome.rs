@@ -27,6 +27,8 @@ pub enum Outcome {
     Timeout { seconds: u64, during: Option<String> },
     /// QEMU itself failed (bad option, missing file...).
     QemuError(String),
+    /// The caller stopped the run before it ended (`RunConfig::stop`): no verdict.
+    Stopped,
 }
 
 impl Outcome {
@@ -50,6 +52,7 @@ impl fmt::Display for Outcome {
                 write!(f, "watchdog: the kernel did not finish within {seconds} s")
             }
             Outcome::QemuError(msg) => write!(f, "QEMU failed: {msg}"),
+            Outcome::Stopped => write!(f, "stopped before it ended (no verdict)"),
         }
     }
 }

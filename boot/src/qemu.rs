@@ -9,12 +9,18 @@
 //!
 //! The output is read line by line: firmware escape codes and carriage returns are removed,
 //! backtrace lines are symbolized, and each line is echoed (if asked) and kept for judging. A
-//! watchdog kills QEMU after the timeout.
+//! watchdog kills QEMU after the timeout, or as soon as the caller raises the run's stop flag.
+//!
+//! Several runs may go on at once (the stress farm): each has its own command-line file (named
+//! by process and a counter, removed on every way out), its own pipes, no terminal input, and no
+//! listening port -- except `gdb` (port 1234), which only one run at a time can have.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -46,6 +52,10 @@ pub struct RunConfig {
     pub input: Option<Input>,
     /// Print the output as it arrives.
     pub echo: bool,
+    /// When the caller sets this flag, QEMU is killed within ~20 ms and the outcome is
+    /// `Outcome::Stopped`. With a flag, QEMU also runs in a process group of its own, so that a
+    /// Ctrl-C typed in the terminal reaches only the caller, which decides what stops.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RunConfig {
@@ -62,6 +72,7 @@ impl Default for RunConfig {
             interactive: false,
             input: None,
             echo: false,
+            stop: None,
         }
     }
 }
@@ -139,8 +150,11 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
 /// Runs `image` (built from `elf`, used for symbolization and `--gdb`) and judges the outcome.
 pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let qemu = crate::host::qemu()?;
-    let cmdline_file = temp_file("cmdline", kernel_cmdline(cfg).as_bytes())?;
-    let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file)?;
+    let cmdline_file = TempFile::new("cmdline", kernel_cmdline(cfg).as_bytes())?;
+    let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file.0)?;
+    if cfg.stop.is_some() {
+        cmd.process_group(0);
+    }
     if cfg.gdb {
         eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
         eprintln!("  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'", elf.display());
@@ -224,11 +238,14 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     });
 
     let started = Instant::now();
+    let stop_requested = || cfg.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed));
+    let mut stopped = false;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for QEMU")? {
             break Some(status);
         }
-        if cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
+        stopped = stop_requested();
+        if stopped || cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -239,11 +256,11 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     drop(typist.and_then(|t| t.join().ok()));
     let transcript: String = rx.try_iter().map(|l| l + "\n").collect();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
-    let _ = std::fs::remove_file(&cmdline_file);
 
     let timeout_secs = cfg.timeout.map_or(0, |t| t.as_secs());
     let code = status.map(|s| s.code().unwrap_or(-1));
-    Ok(RunResult { outcome: judge(code, timeout_secs, &transcript, &qemu_stderr), transcript })
+    let outcome = if stopped { Outcome::Stopped } else { judge(code, timeout_secs, &transcript, &qemu_stderr) };
+    Ok(RunResult { outcome, transcript })
 }
 
 /// The command line the kernel gets: under icount, `vcpu_share=on` first (so that the caller's
@@ -252,14 +269,26 @@ fn kernel_cmdline(cfg: &RunConfig) -> String {
     if cfg.icount { format!("vcpu_share=on {}", cfg.cmdline) } else { cfg.cmdline.clone() }
 }
 
-/// Writes `contents` to a fresh temporary file.
-fn temp_file(what: &str, contents: &[u8]) -> Result<PathBuf> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("prologue-{what}-{}-{n}", std::process::id()));
-    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+/// A temporary file, removed when dropped (so also when a run fails before QEMU starts). Its
+/// name holds the process id and a per-process counter: no two runs share one.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    /// Writes `contents` to a fresh temporary file.
+    fn new(what: &str, contents: &[u8]) -> Result<TempFile> {
+        use std::sync::atomic::AtomicU64;
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("prologue-{what}-{}-{n}", std::process::id()));
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        Ok(TempFile(path))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[cfg(test)]
