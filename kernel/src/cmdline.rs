@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::crash::Crash;
+use crate::sched::explore::Strategy;
 use crate::sched::preempt::Mode;
 
 /// What the kernel does after booting.
@@ -48,6 +49,14 @@ pub struct Cmdline<'a> {
     /// (`sched::vcpu_share`; the runner sets it with `--icount`).
     pub vcpu_share: bool,
     pub crash: Option<Crash>,
+    /// `strategy=`: where the forced-preemption build preempts (`sched::explore`).
+    pub strategy: Option<Strategy>,
+    /// `pct_steps=`: K, the steps over which PCT draws its change points.
+    pub pct_steps: u64,
+    /// `record=on`: print every forced preemption point taken, at the end (for `shrink`).
+    pub record: bool,
+    /// `coverage=on`: print where preemptions landed, at the end.
+    pub coverage: bool,
 }
 
 impl Default for Cmdline<'_> {
@@ -68,6 +77,10 @@ impl Default for Cmdline<'_> {
             shell: false,
             vcpu_share: false,
             crash: None,
+            strategy: None,
+            pct_steps: 1_000_000,
+            record: false,
+            coverage: false,
         }
     }
 }
@@ -87,7 +100,8 @@ impl fmt::Display for CmdlineError<'_> {
 
 /// Keys the kernel knows, for error messages.
 pub const KEYS: &str = "test, stress, bench, inject, seed, log, heap_max_mib, stack_max_kib, \
-                        stack_init_kib, quantum_ms, preempt, shell, vcpu_share, crash";
+                        stack_init_kib, quantum_ms, preempt, shell, vcpu_share, crash, strategy, pct_steps, \
+                        record, coverage";
 
 fn number<'a>(word: &'a str, value: &str, min: u64, max: u64, reason: &'static str) -> Result<u64, CmdlineError<'a>> {
     match value.parse::<u64>() {
@@ -167,6 +181,24 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                              overflow-irqs-off, yield-holding-lock or lock-order",
                 })?);
             }
+            "strategy" => {
+                if !cfg!(feature = "always-preempt") {
+                    return Err(CmdlineError {
+                        word,
+                        reason: "a strategy needs the forced-preemption build (--features always-preempt)",
+                    });
+                }
+                c.strategy = Some(Strategy::parse(value).map_err(|reason| CmdlineError { word, reason })?);
+            }
+            "pct_steps" => c.pct_steps = number(word, value, 1, 1 << 40, "expected steps (1..=2^40)")?,
+            "record" if !cfg!(feature = "always-preempt") => {
+                return Err(CmdlineError {
+                    word,
+                    reason: "recording forced points needs the forced-preemption build (--features always-preempt)",
+                });
+            }
+            "record" => c.record = on_off(word, value)?,
+            "coverage" => c.coverage = on_off(word, value)?,
             _ => return Err(CmdlineError { word, reason: "unknown key" }),
         }
     }

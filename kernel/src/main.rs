@@ -138,6 +138,38 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     unsafe { arch::call_on_stack(0, kernel_main, g0_stack.top) }
 }
 
+/// Sets up the schedule explorer from `strategy=`, `seed=`, `record=`, `coverage=` and
+/// `pct_steps=` (on CPU 0, before the first thread).
+fn configure_explorer(cmdline: &Cmdline<'_>, online: u32) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use sched::explore::{Strategy, replay};
+    let strategy = cmdline.strategy.unwrap_or(Strategy::Every);
+    if let Strategy::Pct { depth } = strategy {
+        if online > 1 {
+            return Err(format!("strategy=pct:{depth} schedules one CPU; {online} are online (boot with --smp 1)"));
+        }
+        sched::explore::pct::plan(cpu(0), depth, cmdline.pct_steps, 0, cpu(0).g0());
+    }
+    if strategy == Strategy::Points {
+        let mut probe = [0u8; 1];
+        let Some(len) = arch::fwcfg::read_file(replay::POINTS_FILE, &mut probe) else {
+            return Err(format!("strategy=points needs the point list, fw_cfg file {}", replay::POINTS_FILE));
+        };
+        let mut text = alloc::vec![0u8; len];
+        arch::fwcfg::read_file(replay::POINTS_FILE, &mut text);
+        let text = core::str::from_utf8(&text).map_err(|_| format!("{} is not UTF-8", replay::POINTS_FILE))?;
+        let points = replay::load(text).map_err(|e| {
+            format!("{} line {}: expected `KEY ORDINAL` (hex key, ordinal from 1)", replay::POINTS_FILE, e.line)
+        })?;
+        log::info!("explore: {points} preemption points to replay");
+    }
+    if cmdline.coverage {
+        replay::enable_coverage();
+    }
+    sched::explore::configure(strategy, cmdline.seed, cmdline.record);
+    Ok(())
+}
+
 /// Continues the boot on CPU 0's guarded g0 stack.
 extern "C" fn kernel_main(_: usize) -> ! {
     let boot_info = boot_info();
@@ -171,6 +203,11 @@ extern "C" fn kernel_main(_: usize) -> ! {
     }
     let online = percpu::CPUS_ONLINE.load(Ordering::Relaxed);
     sched::vcpu_share::configure(cmdline.vcpu_share && online > 1, tsc_hz);
+    console::on_exit(sched::explore::report);
+    if let Err(why) = configure_explorer(cmdline, online) {
+        println!("explore: error: {why}");
+        exit(ExitCode::Failure);
+    }
     println!(
         "Prologue {VERSION}: {cpus_found} CPU(s) in the MADT, {} online, {} MiB usable memory",
         percpu::CPUS_ONLINE.load(Ordering::Relaxed),

@@ -121,6 +121,19 @@ pub fn start_timer() {
     write(REG_TIMER_INITIAL, TICKS_PER_PERIOD.load(Ordering::Relaxed));
 }
 
+/// Re-arms this CPU's timer in one-shot mode: one interrupt after `ticks` timer ticks (of the
+/// rate `ticks_per_period` measures).
+pub fn arm_oneshot(ticks: u64) {
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, u32::from(TIMER));
+    write(REG_TIMER_INITIAL, ticks.clamp(1, u64::from(u32::MAX)) as u32);
+}
+
+/// Timer ticks (after the divider) in one period at `HZ`.
+pub fn ticks_per_period() -> u64 {
+    u64::from(TICKS_PER_PERIOD.load(Ordering::Relaxed))
+}
+
 /// Signals the end of the current interrupt.
 pub fn end_of_interrupt() {
     write(REG_EOI, 0);

@@ -78,6 +78,12 @@ counters! {
     fault_growths,
     /// Breakpoint exceptions.
     breakpoints,
+    /// Forced preemption points reached by a preemptible thread (`always-preempt`, `sched::explore`).
+    forced_points,
+    /// Of those, points that preempted (all of them, except under PCT).
+    forced_preempts,
+    /// Asynchronous preemptions injected by the `async:N` strategy's timer.
+    explore_injections,
     /// CPU exceptions of any kind.
     exceptions,
     /// Non-maskable interrupts that were not a fatal report's stop signal.

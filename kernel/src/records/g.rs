@@ -248,6 +248,9 @@ pub struct G {
     pub stack_peak: AtomicUsize,
     /// Times the thread parked (written on g0 by `park`).
     pub parks: AtomicU64,
+
+    // ---- the schedule explorer (`sched::explore`; two fields read by the hook) ----
+    pub explore: crate::records::explore::ThreadExplore,
 }
 
 // Offsets used by assembly.
@@ -256,6 +259,13 @@ pub const OFF_STACK_LO: usize = 8;
 pub const OFF_STACK_HI: usize = 16;
 pub const OFF_CTX: usize = 24;
 pub const OFF_KIND: usize = core::mem::offset_of!(G, kind);
+// Read only by the always-preempt hook.
+#[cfg_attr(not(feature = "always-preempt"), allow(dead_code))]
+pub const OFF_PROLOGUES: usize =
+    core::mem::offset_of!(G, explore) + core::mem::offset_of!(crate::records::explore::ThreadExplore, prologues);
+#[cfg_attr(not(feature = "always-preempt"), allow(dead_code))]
+pub const OFF_NEXT_FORCED: usize =
+    core::mem::offset_of!(G, explore) + core::mem::offset_of!(crate::records::explore::ThreadExplore, next_forced);
 // Within `Context`.
 pub const CTX_RSP: usize = 0;
 pub const CTX_RBX: usize = 8;
@@ -317,6 +327,7 @@ impl G {
             stack_growths: AtomicU32::new(0),
             stack_peak: AtomicUsize::new(0),
             parks: AtomicU64::new(0),
+            explore: crate::records::explore::ThreadExplore::new(),
         }
     }
 

@@ -12,6 +12,7 @@
 pub mod counters;
 pub mod cpu_setup;
 pub mod exit;
+pub mod explore;
 pub mod g;
 pub mod lockrank;
 pub mod percpu;

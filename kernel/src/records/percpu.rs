@@ -81,6 +81,8 @@ pub struct PerCpu {
     pub counters: CpuCounters,
     /// A small random-number state for `select!` and stealing (Go's `fastrand`).
     pub rand: core::cell::Cell<u64>,
+    /// The schedule explorer's state for this CPU (its digest, its draws).
+    pub explore: crate::records::explore::CpuExplore,
 }
 
 // Offsets used by assembly.
@@ -131,6 +133,7 @@ impl PerCpu {
             timers: SpinLock::new(Rank::Timers, TimerHeap::new()),
             counters: CpuCounters::new(),
             rand: core::cell::Cell::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
+            explore: crate::records::explore::CpuExplore::new(),
         }
     }
 }

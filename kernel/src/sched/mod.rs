@@ -36,6 +36,7 @@
 
 pub mod balance;
 pub mod death;
+pub mod explore;
 pub mod park;
 pub mod preempt;
 mod preempt_tests;

@@ -6,6 +6,7 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
+use crate::records::explore::Stop;
 use crate::records::g::{G, GState, WaitReason};
 use crate::records::percpu::{current, this_cpu};
 use crate::records::spin::ParkUnlock;
@@ -41,6 +42,7 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     check_locks_at_switch(g, lock.lock_count(), "park");
     g.locks.store(0, Ordering::Relaxed);
     g.parks.fetch_add(1, Ordering::Relaxed);
+    crate::sched::explore::digest::note(this_cpu(), g, Stop::Park);
     g.transition(GState::Running, GState::Waiting);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
     unsafe { lock.unlock_parked(g) };
@@ -58,6 +60,10 @@ extern "C" fn yield_m(g: &'static G) -> ! {
     check_locks_at_switch(g, 0, "yield_now");
     g.transition(GState::Running, GState::Runnable);
     let cpu = this_cpu();
+    crate::sched::explore::digest::note(cpu, g, Stop::Yield);
+    if crate::sched::explore::pct_active() {
+        crate::sched::explore::pct::yielded(g);
+    }
     runq_put(cpu, g, false);
     schedule()
 }

@@ -44,6 +44,11 @@ pub fn configure(mode: Mode, quantum_ms: u64) {
     QUANTUM_TICKS.store(ticks, Ordering::Relaxed);
 }
 
+/// Changes the mode alone (tests that compare strategies switch the timer's injections off).
+pub fn set_mode(mode: Mode) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+}
+
 pub fn mode() -> Mode {
     match MODE.load(Ordering::Relaxed) {
         0 => Mode::Off,
@@ -52,8 +57,58 @@ pub fn mode() -> Mode {
     }
 }
 
-/// The timer interrupt: count the tick, and request or force preemption of the running thread.
-pub fn timer_tick(frame: &mut TrapFrame) {
+/// The timer interrupt: the periodic tick, or under the `async:N` strategy whichever of the
+/// tick and the next random injection is due.
+pub fn timer_interrupt(frame: &mut TrapFrame) {
+    if crate::sched::explore::async_active() {
+        explore_timer(frame);
+    } else {
+        timer_tick(frame);
+    }
+}
+
+/// `async:N`: the timer runs one-shot, armed for whichever comes first, the next periodic tick
+/// (kept every 1/HZ of TSC time, so quanta and tick counts stay as they are) or the next
+/// injection, a seeded random delay with mean N (TSC ticks; under `--icount shift=0` the TSC
+/// counts instructions). An injection lands on whatever instruction the thread was at.
+fn explore_timer(frame: &mut TrapFrame) {
+    let cpu = this_cpu();
+    let now = crate::arch::cpu::rdtsc();
+    let period = (crate::time::tsc_hz() / crate::arch::apic::HZ).max(1);
+    let mean = match crate::sched::explore::strategy() {
+        crate::sched::explore::Strategy::Async { mean_instructions } => {
+            (mean_instructions.saturating_mul(crate::time::tsc_hz()) / 1_000_000_000).max(1)
+        }
+        _ => u64::MAX / 4,
+    };
+    let state = &cpu.explore;
+    if state.next_tick_tsc.get() == 0 {
+        state.next_tick_tsc.set(now);
+        state.next_inject_tsc.set(now + crate::sched::explore::uniform_around(cpu, mean));
+    }
+    if now >= state.next_tick_tsc.get() {
+        state.next_tick_tsc.set(state.next_tick_tsc.get().max(now - period) + period);
+        timer_tick(frame);
+    }
+    if now >= state.next_inject_tsc.get() {
+        state.next_inject_tsc.set(now + crate::sched::explore::uniform_around(cpu, mean));
+        let g = frame.interrupted();
+        let already = frame.rip == async_preempt_entry as *const () as u64;
+        if g.is_thread() && !already && g.preemptible(frame.interrupts_were_enabled()) {
+            g.request_preempt(cpu.ticks.load(Ordering::Relaxed));
+            if inject_async_preemption(frame) {
+                cpu.counters.explore_injections.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let next = state.next_tick_tsc.get().min(state.next_inject_tsc.get());
+    let ticks = u128::from(next.saturating_sub(now).max(1)) * u128::from(crate::arch::apic::ticks_per_period())
+        / u128::from(period);
+    crate::arch::apic::arm_oneshot(ticks as u64);
+}
+
+/// The periodic tick: count it, and request or force preemption of the running thread.
+fn timer_tick(frame: &mut TrapFrame) {
     let cpu = this_cpu();
     crate::sched::vcpu_share::at_scheduling_point(cpu);
     cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
@@ -91,20 +146,25 @@ pub fn timer_tick(frame: &mut TrapFrame) {
 /// preemptible (Go's `gopreempt_m` from `newstack`); otherwise restore its real guard and keep
 /// the request pending -- the deferral: `G::lower_lock_depth` re-arms it when the last spin lock
 /// goes, and the next tick when interrupts are back on. Returns only if deferred.
-pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool) {
+pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool, rip: usize) {
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     if g.preemptible(interrupts_were_enabled) {
         g.preempt.store(false, Ordering::Relaxed);
         cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
+        crate::sched::explore::replay::cover(rip);
         preempt_m(g);
     }
     cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
+/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`; under PCT,
+/// back among the runnable threads by priority).
 pub fn preempt_m(g: &'static G) -> ! {
     g.transition(crate::records::g::GState::Running, crate::records::g::GState::Runnable);
-    if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
+    crate::sched::explore::digest::note(this_cpu(), g, crate::records::explore::Stop::Preempt);
+    if crate::sched::explore::pct_active() {
+        crate::sched::explore::pct::put(g);
+    } else if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
         crate::records::runq::GLOBAL.push(g);
         crate::sched::balance::wake_idle_cpu(this_cpu());
     } else {
@@ -114,24 +174,26 @@ pub fn preempt_m(g: &'static G) -> ! {
 }
 
 /// Makes the interrupted thread call `async_preempt_entry` when the interrupt returns, if it
-/// is preemptible and has room on its stack.
-fn inject_async_preemption(frame: &mut TrapFrame) {
+/// is preemptible and has room on its stack; says whether it did.
+fn inject_async_preemption(frame: &mut TrapFrame) -> bool {
     let g = frame.interrupted();
     let (lo, _) = g.stack_bounds();
     let rsp = frame.rsp as usize;
     if !g.preemptible(frame.interrupts_were_enabled()) || rsp < lo + ASYNC_PREEMPT_STACK {
         this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
-        return;
+        return false;
     }
     let new_rsp = rsp - 8;
     // SAFETY: `new_rsp` is inside the thread's mapped stack (checked above), below its live
     // data (no red zone in the kernel ABI).
     unsafe { (new_rsp as *mut u64).write(frame.rip) };
     frame.rsp = new_rsp as u64;
+    crate::sched::explore::replay::cover(frame.rip as usize);
     frame.rip = async_preempt_entry as *const () as u64;
     // The routine yields explicitly: keep its own prologue from taking the request first.
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Where an asynchronously preempted thread "calls" into the scheduler. The timer interrupt

@@ -1,5 +1,6 @@
 //! Making a thread runnable: `ready` (Go's `ready`, into this CPU's `runnext`) and `runq_put`
 //! (onto a CPU's ring, a pinned thread into its CPU's inbox), waking an idle CPU to take it.
+//! Under the PCT strategy every runnable thread goes to PCT's priority list instead.
 
 use core::sync::atomic::Ordering;
 
@@ -11,6 +12,10 @@ use crate::records::percpu::{PerCpu, this_cpu};
 /// the local ring is full, and wakes an idle CPU to take it if there is one.
 #[inline(always)]
 pub fn runq_put(cpu: &PerCpu, g: &'static G, next: bool) {
+    if crate::sched::explore::pct_active() {
+        crate::sched::explore::pct::put(g);
+        return;
+    }
     if g.pinned.load(Ordering::Relaxed) != crate::records::g::NOT_PINNED {
         put_pinned(cpu, g);
         return;

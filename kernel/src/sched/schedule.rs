@@ -2,7 +2,9 @@
 //! `findRunnable`: timers due, the global queue every 61st pass, the inbox of pinned threads and
 //! the local ring in turn, the global queue, stealing, else idle) and `execute`s it. Also the two
 //! checks every switch makes (`check_locks_at_switch`, and `switch_refused` for a switch asked for
-//! off a thread), and whether the scheduler runs yet.
+//! off a thread), and whether the scheduler runs yet. Under the PCT strategy the one CPU takes
+//! the highest-priority runnable thread first (`explore::pct`), and every switch is mixed into
+//! the schedule digest (`explore::digest`).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -97,6 +99,7 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
         cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
+    crate::sched::explore::digest::note(cpu, g, crate::records::explore::Stop::Run);
     // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
     unsafe { gogo(g) }
 }
@@ -109,6 +112,11 @@ fn find_runnable(cpu: &PerCpu) -> (&'static G, bool) {
         let tick = cpu.schedtick.fetch_add(1, Ordering::Relaxed) + 1;
         if timer::due(cpu) {
             fire_timers(cpu);
+        }
+        if crate::sched::explore::pct_active()
+            && let Some(g) = crate::sched::explore::pct::take()
+        {
+            return (g, false);
         }
 
         // Fairness: every 61st pass, the global queue first.
@@ -179,7 +187,11 @@ fn idle(cpu: &PerCpu) {
     crate::sched::balance::set_idle(cpu, true);
     // Re-check after announcing that we are idle: work queued before the store was visible
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
-    let work = !cpu.runq.is_empty() || cpu.inbox.len_hint() > 0 || GLOBAL.len_hint() > 0 || timer::due(cpu);
+    let work = !cpu.runq.is_empty()
+        || cpu.inbox.len_hint() > 0
+        || GLOBAL.len_hint() > 0
+        || timer::due(cpu)
+        || crate::sched::explore::pct::has_ready();
     if !work {
         crate::arch::cpu::enable_and_halt_then_disable();
     }

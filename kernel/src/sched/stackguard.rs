@@ -50,9 +50,11 @@ use crate::records::switch::gogo;
 // function after its prologue; may clobber rax, rcx, rdx, rsi, rdi, r8-r11 and flags; keeps
 // rbx, rbp, r12-r15; `rsp` on entry is the caller's frame bottom minus 8 (the return address).
 //
-// With the `always-preempt` feature the hook first poisons the guard of a thread (never of g0
-// or a handler context) unless it is already poisoned, like Go's `mayMoreStackPreempt`: every
-// prologue of a preemptible thread then enters the slow path and may switch.
+// With the `always-preempt` feature the hook first counts the prologue of a thread (never of
+// g0 or a handler context) and, when the count reaches the thread's next forced point
+// (`sched::explore`: every prologue, a random one, or a listed one), poisons the guard unless it
+// is already poisoned, like Go's `mayMoreStackPreempt`: that prologue enters the slow path and
+// may switch. Also clobbers rcx.
 #[cfg(not(feature = "always-preempt"))]
 core::arch::global_asm!(
     ".section .text.mcount, \"ax\"",
@@ -74,6 +76,10 @@ core::arch::global_asm!(
     "    mov rax, gs:[{curg}]",
     "    cmp byte ptr [rax + {kind}], {thread}",
     "    jne 1f",
+    "    inc qword ptr [rax + {prologues}]",
+    "    mov rcx, [rax + {prologues}]",
+    "    cmp rcx, [rax + {next_forced}]",
+    "    jb 1f",
     "    cmp qword ptr [rax], {poison_min}",
     "    jae 1f",
     "    mov qword ptr [rax], {preempt}",
@@ -83,6 +89,8 @@ core::arch::global_asm!(
     curg = const OFF_CURG,
     kind = const OFF_KIND,
     thread = const GKind::Thread as u8,
+    prologues = const crate::records::g::OFF_PROLOGUES,
+    next_forced = const crate::records::g::OFF_NEXT_FORCED,
     poison_min = const crate::records::g::STACK_POISON_MIN as i64 as i32,
     preempt = const STACK_PREEMPT as i64 as i32,
     morestack = sym morestack,
@@ -189,8 +197,29 @@ extern "C" fn newstack(g: &'static G) -> ! {
         // SAFETY: `g` is ready to resume (context saved, state Running).
         unsafe { gogo(g) };
     }
+    // SAFETY: `sp` points at the hook's return address, inside the thread's mapped stack.
+    let rip = unsafe { *(sp as *const usize) };
+    if cfg!(feature = "always-preempt")
+        && g.explore.prologues.load(Ordering::Relaxed) >= g.explore.next_forced.load(Ordering::Relaxed)
+    {
+        // A forced point (the hook's poison, or one found under another request).
+        // SAFETY: the thread's frame pointer points at its saved rbp and return address.
+        let caller = unsafe { *((ctx.rbp + 8) as *const usize) };
+        let preemptible = g.preemptible(ctx.interrupts_enabled());
+        if let crate::sched::explore::Decision::Preempt =
+            crate::sched::explore::at_forced_point(cpu, g, preemptible, rip, caller)
+        {
+            g.preempt.store(false, Ordering::Relaxed);
+            crate::sched::preempt::preempt_m(g);
+        }
+        if !g.preempt.load(Ordering::Relaxed) {
+            g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
+            // SAFETY: as below.
+            unsafe { gogo(g) };
+        }
+    }
     if g.preempt.load(Ordering::Relaxed) || guard == STACK_PREEMPT {
-        crate::sched::preempt::at_prologue(cpu, g, ctx.interrupts_enabled());
+        crate::sched::preempt::at_prologue(cpu, g, ctx.interrupts_enabled(), rip);
     }
     // SAFETY: as above.
     unsafe { gogo(g) }

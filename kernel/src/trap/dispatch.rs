@@ -3,7 +3,7 @@
 //!
 //! - 0..=31: CPU exceptions (`trap::exceptions`).
 //! - 0x20..=0x2f: spurious interrupts of the masked legacy PIC, ignored.
-//! - `TIMER`: the scheduler's tick (`sched::preempt::timer_tick`).
+//! - `TIMER`: the scheduler's tick (`sched::preempt::timer_interrupt`).
 //! - `WAKEUP`: nothing to do: the halted CPU woke up, and the scheduler looks for work.
 //! - `TLB_SHOOTDOWN`: `mm::tlb`.
 //! - anything else no handler claims: acknowledged (EOI), counted and logged.
@@ -34,7 +34,7 @@ fn dispatch_interrupt(frame: &mut TrapFrame) {
         0x20..=0x2f => {} // spurious from the masked legacy PIC
         v if v == u64::from(TIMER) => {
             crate::arch::apic::end_of_interrupt();
-            crate::sched::preempt::timer_tick(frame);
+            crate::sched::preempt::timer_interrupt(frame);
         }
         v if v == u64::from(WAKEUP) => crate::arch::apic::end_of_interrupt(),
         v if v == u64::from(TLB_SHOOTDOWN) => {

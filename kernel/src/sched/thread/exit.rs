@@ -74,6 +74,7 @@ pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
 /// reference, schedule.
 extern "C" fn exit_m(g: &'static G) -> ! {
     crate::sched::schedule::check_locks_at_switch(g, 0, "exit");
+    crate::sched::explore::digest::note(crate::records::percpu::this_cpu(), g, crate::records::explore::Stop::Exit);
     g.transition(GState::Running, GState::Dead);
     if let Some(stack) = g.stack.take() {
         stack::free(stack);

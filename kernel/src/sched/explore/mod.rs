@@ -1,0 +1,256 @@
+//! The schedule explorer: where the forced-preemption build (`always-preempt`) preempts, chosen
+//! by `strategy=` and seeded by `seed=`, so that a failing schedule can be run again.
+//!
+//! Strategies (docs/stress.md explains when each one finds what):
+//! - `every`: every prologue of a preemptible thread is a preemption (Go's `mayMoreStackPreempt`;
+//!   the default of the build).
+//! - `random:N`: each prologue is a preemption with probability 1/N. Instead of a draw per
+//!   prologue, the thread carries the ordinal of its next forced prologue (`next_forced`), drawn
+//!   from the geometric distribution: the hook only counts and compares.
+//! - `async:N`: no prologue points; the timer fires at random moments, N instructions apart on
+//!   average under `--icount`, and injects an asynchronous preemption wherever it lands
+//!   (`sched::preempt::explore_timer`).
+//! - `pct:D`: PCT (Burckhardt et al., ASPLOS 2010) on one CPU (`pct`): random priorities,
+//!   every prologue a scheduling point, D-1 priority change points.
+//! - `points`: exactly the points of a list read from fw_cfg (`replay`): for `shrink`.
+//!
+//! Invariants: g0 and interrupt contexts never reach a forced point (the hook only counts for
+//! threads); a point that finds the thread not preemptible is deferred to the thread's next
+//! prologue, so it is never lost; every draw comes from the per-CPU state seeded from `seed=` and
+//! the CPU number, so under `--icount` on one CPU the whole schedule is a function of the image,
+//! the command line and the seed (`digest` proves it).
+
+pub mod digest;
+pub mod pct;
+pub mod replay;
+mod tests;
+
+use core::fmt;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::records::g::G;
+use crate::records::percpu::PerCpu;
+
+/// Where the forced-preemption build preempts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Strategy {
+    Every,
+    Random { one_in: u64 },
+    Async { mean_instructions: u64 },
+    Pct { depth: u32 },
+    Points,
+}
+
+impl Strategy {
+    /// Parses the value of `strategy=`.
+    pub fn parse(text: &str) -> Result<Strategy, &'static str> {
+        let (name, arg) = text.split_once(':').unwrap_or((text, ""));
+        let number = |min: u64, max: u64, what: &'static str| match arg.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(what),
+        };
+        match name {
+            "every" if arg.is_empty() => Ok(Strategy::Every),
+            "random" => Ok(Strategy::Random { one_in: number(1, 1 << 40, "random:N needs N in 1..=2^40")? }),
+            "async" => Ok(Strategy::Async {
+                mean_instructions: number(
+                    10_000,
+                    1 << 40,
+                    "async:N needs a mean N in 10000..=2^40 instructions (a timer interrupt alone costs thousands)",
+                )?,
+            }),
+            "pct" => Ok(Strategy::Pct { depth: number(1, 16, "pct:D needs a depth D in 1..=16")? as u32 }),
+            "points" if arg.is_empty() => Ok(Strategy::Points),
+            _ => Err("expected every, random:N, async:N, pct:D or points"),
+        }
+    }
+
+    /// Does this strategy choose preemption points at prologues?
+    pub fn at_prologues(self) -> bool {
+        !matches!(self, Strategy::Async { .. })
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Every => write!(f, "every"),
+            Strategy::Random { one_in } => write!(f, "random:{one_in}"),
+            Strategy::Async { mean_instructions } => write!(f, "async:{mean_instructions}"),
+            Strategy::Pct { depth } => write!(f, "pct:{depth}"),
+            Strategy::Points => write!(f, "points"),
+        }
+    }
+}
+
+const EVERY: u8 = 0;
+const RANDOM: u8 = 1;
+const ASYNC: u8 = 2;
+const PCT: u8 = 3;
+const POINTS: u8 = 4;
+
+static KIND: AtomicU8 = AtomicU8::new(EVERY);
+/// The strategy's number (N of random and async, D of pct).
+static ARG: AtomicU64 = AtomicU64::new(0);
+static SEED: AtomicU64 = AtomicU64::new(1);
+/// Bumped by `configure`: a CPU whose random state was seeded in an older epoch re-seeds.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+static RECORD: AtomicU8 = AtomicU8::new(0);
+
+/// The strategy in force.
+pub fn strategy() -> Strategy {
+    let arg = ARG.load(Ordering::Relaxed);
+    match KIND.load(Ordering::Relaxed) {
+        RANDOM => Strategy::Random { one_in: arg },
+        ASYNC => Strategy::Async { mean_instructions: arg },
+        PCT => Strategy::Pct { depth: arg as u32 },
+        POINTS => Strategy::Points,
+        _ => Strategy::Every,
+    }
+}
+
+/// Sets the strategy and the seed (at boot, or by a test between its trials). `record`: print
+/// every preemption point taken at the end of the run (for `shrink`).
+pub fn configure(strategy: Strategy, seed: u64, record: bool) {
+    let (kind, arg) = match strategy {
+        Strategy::Every => (EVERY, 0),
+        Strategy::Random { one_in } => (RANDOM, one_in),
+        Strategy::Async { mean_instructions } => (ASYNC, mean_instructions),
+        Strategy::Pct { depth } => (PCT, u64::from(depth)),
+        Strategy::Points => (POINTS, 0),
+    };
+    SEED.store(seed, Ordering::Relaxed);
+    ARG.store(arg, Ordering::Relaxed);
+    RECORD.store(record as u8, Ordering::Relaxed);
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+    KIND.store(kind, Ordering::Release);
+}
+
+/// Is the PCT scheduler in force?
+#[inline(always)]
+pub fn pct_active() -> bool {
+    cfg!(feature = "always-preempt") && KIND.load(Ordering::Relaxed) == PCT
+}
+
+/// Is the `async:N` timer in force?
+#[inline(always)]
+pub fn async_active() -> bool {
+    cfg!(feature = "always-preempt") && KIND.load(Ordering::Relaxed) == ASYNC
+}
+
+/// The next number of `cpu`'s explorer sequence (seeded from `seed=` and the CPU number; a
+/// CPU seeded before the latest `configure` seeds again).
+pub fn draw(cpu: &PerCpu) -> u64 {
+    let epoch = EPOCH.load(Ordering::Relaxed);
+    if cpu.explore.epoch.get() != epoch {
+        let mut state = SEED.load(Ordering::Relaxed) ^ (u64::from(cpu.id) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        crate::rand::wyrand(&mut state);
+        cpu.explore.rand.set(state);
+        cpu.explore.epoch.set(epoch);
+    }
+    let mut state = cpu.explore.rand.get();
+    let n = crate::rand::wyrand(&mut state);
+    cpu.explore.rand.set(state);
+    n
+}
+
+/// A number in `1..=2n-1` (mean `n`), for the `async:N` delays.
+pub fn uniform_around(cpu: &PerCpu, n: u64) -> u64 {
+    1 + draw(cpu) % (2 * n - 1)
+}
+
+/// Prologues until the next point of `random:N`: geometric with success probability 1/N
+/// (the number of Bernoulli trials up to and including the first success).
+fn geometric(cpu: &PerCpu, one_in: u64) -> u64 {
+    if one_in == 1 {
+        return 1;
+    }
+    // U uniform in (0, 1]; trials = ceil(ln U / ln(1 - p)).
+    let u = ((draw(cpu) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let trials = libm::ceil(libm::log(u) / libm::log1p(-1.0 / one_in as f64));
+    if trials < 1.0 { 1 } else { trials.min((1u64 << 62) as f64) as u64 }
+}
+
+/// The ordinal of `g`'s next forced prologue, after prologue `now`.
+fn next_point(cpu: &PerCpu, g: &G, now: u64) -> u64 {
+    match KIND.load(Ordering::Relaxed) {
+        EVERY | PCT => now + 1,
+        RANDOM => now.saturating_add(geometric(cpu, ARG.load(Ordering::Relaxed))),
+        POINTS => replay::next_after(g.explore.key.get(), now),
+        _ => u64::MAX,
+    }
+}
+
+/// A thread record is being spawned by `parent` (the running context): gives it its stable
+/// key, its first forced point, and (PCT) its priority. Interrupts off.
+pub fn on_spawn(cpu: &PerCpu, parent: &G, g: &G) {
+    let index = parent.explore.children.get();
+    parent.explore.children.set(index + 1);
+    let key = digest::mix(digest::mix(0x51_7cc1_b727_220a, parent.explore.key.get()), index) | 1;
+    g.explore.reset(key, u64::MAX, 0);
+    if cfg!(feature = "always-preempt") {
+        g.explore.next_forced.store(next_point(cpu, g, 0), Ordering::Relaxed);
+        if pct_active() {
+            g.explore.priority.set(pct::initial_priority(cpu));
+        }
+    }
+}
+
+/// What a forced point decided.
+pub enum Decision {
+    /// Preempt the thread now.
+    Preempt,
+    /// Let it run on.
+    Continue,
+}
+
+/// Switched-out thread `g` reached its forced point (the slow path, on g0). Draws its next
+/// point and says whether to preempt it now. `rip` is the hook's return address (inside the
+/// preempted function), `caller` the preempted function's own return address.
+pub fn at_forced_point(cpu: &PerCpu, g: &G, preemptible: bool, rip: usize, caller: usize) -> Decision {
+    let now = g.explore.prologues.load(Ordering::Relaxed);
+    if !preemptible {
+        // Deferred, never lost: the next prologue is a point again.
+        g.explore.next_forced.store(now + 1, Ordering::Relaxed);
+        cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        return Decision::Continue;
+    }
+    g.explore.next_forced.store(next_point(cpu, g, now), Ordering::Relaxed);
+    cpu.counters.forced_points.fetch_add(1, Ordering::Relaxed);
+    let preempt = !pct_active() || pct::at_step(cpu, g);
+    if preempt {
+        cpu.counters.forced_preempts.fetch_add(1, Ordering::Relaxed);
+        g.explore.forced.fetch_add(1, Ordering::Relaxed);
+        if RECORD.load(Ordering::Relaxed) != 0 {
+            replay::record(g.explore.key.get(), now, rip, caller);
+        }
+        replay::cover(rip);
+        Decision::Preempt
+    } else {
+        Decision::Continue
+    }
+}
+
+/// Prints what the explorer did, at the end of a run (`console::exit` calls it): the strategy,
+/// the schedule digest, the PCT bound, and the recorded points and coverage when asked for.
+pub fn report() {
+    let totals = crate::records::percpu::totals();
+    let online = crate::records::percpu::CPUS_ONLINE.load(Ordering::Relaxed) as usize;
+    let (digest, switches) = digest::combined(online);
+    if cfg!(feature = "always-preempt") {
+        crate::println!(
+            "explore: strategy {}, seed {}: {} forced preemptions at {} prologue points, {} async injections",
+            strategy(),
+            SEED.load(Ordering::Relaxed),
+            totals.forced_preempts,
+            totals.forced_points,
+            totals.explore_injections,
+        );
+    }
+    crate::println!("schedule digest: {digest:016x} ({switches} events on {online} CPU(s))");
+    if pct_active() {
+        pct::report(totals.spawns);
+    }
+    replay::print_recorded();
+    replay::print_coverage();
+}
