@@ -69,6 +69,15 @@ pub struct Opts {
     /// Pass an argument to QEMU as is (repeatable).
     #[arg(long = "qemu-arg", global = true, allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    /// Refuse to run unless the kernel image has this build id (replay lines carry it).
+    #[arg(long, global = true, value_name = "ID")]
+    pub expect_build_id: Option<String>,
+    /// At the end, print how many distinct functions were preempted inside, and the top ones.
+    #[arg(long, global = true)]
+    pub coverage: bool,
+    /// Preempt exactly at the points listed in FILE and nowhere else (`shrink` writes them).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub points: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -79,6 +88,16 @@ pub enum Command {
     Test { filter: Option<String> },
     /// Run the torture test; with --runs, many seeds in parallel (the stress farm).
     Stress(StressArgs),
+    /// Shrink a failing run to the few preemptions that make it fail: give it the arguments of
+    /// the run's replay line (after `cargo run --`).
+    Shrink {
+        /// The replay line's arguments, e.g. `--icount --features always-preempt stress --seed 5 ...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        replay: Vec<String>,
+        /// How many QEMUs try candidate schedules at once (default: the host's cores).
+        #[arg(long, value_parser = parse_count)]
+        jobs: Option<u64>,
+    },
     /// Run the benchmarks on release builds, instruction-counted (-icount), and compare the
     /// instrumented, plain (with and without frame pointers) and always-preempt builds.
     Bench {
@@ -176,6 +195,12 @@ impl Opts {
     /// those of `--cmdline` (later words win in the kernel); `default_timeout` applies when
     /// `--timeout` is not given. Echoes the output, reads no input.
     pub fn run_config(&self, mut words: Vec<String>, default_timeout: Option<u64>) -> RunConfig {
+        if self.coverage {
+            words.push("coverage=on".to_string());
+        }
+        if self.points.is_some() {
+            words.extend(["strategy=points".to_string(), "preempt=off".to_string()]);
+        }
         if let Some(extra) = &self.cmdline {
             words.extend(extra.split_whitespace().map(String::from));
         }
@@ -192,6 +217,7 @@ impl Opts {
             input: None,
             echo: true,
             stop: None,
+            points: None,
         }
     }
 
@@ -209,6 +235,7 @@ impl Opts {
         flag(self.frame_pointers, "--frame-pointers");
         flag(self.icount, "--icount");
         flag(self.gdb, "--gdb");
+        flag(self.coverage, "--coverage");
         let mut valued = |name: &str, value: String| args.extend([name.to_string(), value]);
         if self.smp != DEFAULT_SMP {
             valued("--smp", self.smp.to_string());
@@ -224,6 +251,12 @@ impl Opts {
         }
         if let Some(timeout) = self.timeout {
             valued("--timeout", timeout.to_string());
+        }
+        if let Some(id) = &self.expect_build_id {
+            valued("--expect-build-id", id.clone());
+        }
+        if let Some(points) = &self.points {
+            valued("--points", points.display().to_string());
         }
         // `--qemu-arg=VALUE`: a value that starts with `-` stays the option's value.
         args.extend(self.qemu_args.iter().map(|a| format!("--qemu-arg={a}")));
@@ -310,6 +343,9 @@ mod tests {
             icount: true,
             gdb: true,
             qemu_args: vec!["-d".into(), "int,cpu_reset".into(), "it's".into()],
+            expect_build_id: Some("00112233445566778899aabbccddeeff".into()),
+            coverage: true,
+            points: Some("target/shrink/points.txt".into()),
         }
     }
 

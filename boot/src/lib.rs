@@ -6,6 +6,7 @@
 pub mod against;
 pub mod bench;
 pub mod cli;
+pub mod coverage;
 pub mod farm;
 pub mod figures;
 pub mod host;
@@ -13,6 +14,8 @@ pub mod image;
 pub mod kernel;
 pub mod outcome;
 pub mod qemu;
+pub mod replay;
+pub mod shrink;
 pub mod symbols;
 
 pub use image::Firmware;

@@ -38,6 +38,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Test { filter } => (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false),
         Command::Stress(stress) if stress.runs.is_some() => return stress_farm(opts, stress),
+        Command::Shrink { replay, jobs } => {
+            // The global options of the replay line were taken by the outer parser, wherever they
+            // stood: give them back in front of the rest.
+            let args: Vec<String> = opts.args().into_iter().chain(replay.iter().cloned()).collect();
+            return boot::shrink::run(&args, *jobs);
+        }
         Command::Stress(stress) => {
             (stress.kernel_words(stress.seed), Some(default_stress_timeout(stress.seconds)), false)
         }
@@ -55,9 +61,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     };
     let elf = kernel::build(&opts.variant(), false)?;
+    boot::replay::check_build_id(&elf, opts.expect_build_id.as_deref())?;
     let image = image::make(&elf, opts.firmware())?;
-    let cfg = RunConfig { interactive, ..opts.run_config(words, default_timeout) };
+    let points = boot::shrink::point_list(opts)?;
+    let cfg = RunConfig { interactive, points, ..opts.run_config(words, default_timeout) };
     let result = boot::run(&image, &elf, &cfg)?;
+    if opts.coverage {
+        let functions = boot::coverage::by_function(&result.transcript, &boot::symbols::Symbolizer::new(&elf));
+        print!("{}", boot::coverage::report(&functions, 15));
+    }
 
     if let Command::Test { .. } = command {
         let results = parse_test_results(&result.transcript);
@@ -73,14 +85,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Outcome::Success => Ok(ExitCode::SUCCESS),
         outcome => {
             eprintln!("boot: {outcome}");
+            if let Some(args) = replay_args(opts, &command, &elf)? {
+                eprintln!("{}", boot::replay::line(&args, opts.icount));
+            }
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
+/// The arguments that run a failed stress or test run again, on the same image.
+fn replay_args(opts: &Opts, command: &Command, elf: &std::path::Path) -> Result<Option<Vec<String>>> {
+    let opts = Opts { expect_build_id: Some(boot::replay::build_id(elf)?), ..opts.clone() };
+    Ok(match command {
+        Command::Stress(stress) => Some(boot::cli::Replay::new(&opts, stress).args(stress.seed)),
+        Command::Test { filter } => {
+            let mut args = opts.args();
+            args.push("test".to_string());
+            args.extend(filter.clone());
+            Some(args)
+        }
+        _ => None,
+    })
+}
+
 /// `stress --runs N`: checks the options, builds once, then runs the farm; Ctrl-C stops it.
 fn stress_farm(opts: &Opts, stress: &StressArgs) -> Result<ExitCode> {
-    let plan = farm::Plan::new(opts, stress)?;
+    let mut plan = farm::Plan::new(opts, stress)?;
     let kernel = plan.build()?;
     let stop = farm::stop_on_interrupt()?;
     let totals = farm::run(&plan, &kernel, &stop);

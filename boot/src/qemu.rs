@@ -2,7 +2,8 @@
 //!
 //! QEMU runs with the serial port on its stdio, no display, no network, `-no-reboot` (a triple
 //! fault ends QEMU instead of looping) and the `isa-debug-exit` device (the kernel's way out).
-//! The kernel command line travels through fw_cfg as the file `opt/prologue/cmdline`. The disk
+//! The kernel command line travels through fw_cfg as the file `opt/prologue/cmdline` (and a
+//! `shrink` candidate's preemption points as `opt/prologue/points`). The disk
 //! image is attached with `snapshot=on`: QEMU only reads it (writes would go to a throwaway
 //! overlay), so several QEMUs can boot the same image at once -- without it, each takes the
 //! image's write lock and a second one fails with `Failed to get "write" lock`.
@@ -56,6 +57,9 @@ pub struct RunConfig {
     /// `Outcome::Stopped`. With a flag, QEMU also runs in a process group of its own, so that a
     /// Ctrl-C typed in the terminal reaches only the caller, which decides what stops.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A preemption-point list for a `strategy=points` run (`shrink`), given to the kernel as
+    /// the fw_cfg file `opt/prologue/points`.
+    pub points: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -73,6 +77,7 @@ impl Default for RunConfig {
             input: None,
             echo: false,
             stop: None,
+            points: None,
         }
     }
 }
@@ -151,7 +156,11 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
 pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let qemu = crate::host::qemu()?;
     let cmdline_file = TempFile::new("cmdline", kernel_cmdline(cfg).as_bytes())?;
+    let points_file = cfg.points.as_ref().map(|p| TempFile::new("points", p.as_bytes())).transpose()?;
     let mut cmd = qemu_command(&qemu, image, cfg, &cmdline_file.0)?;
+    if let Some(points) = &points_file {
+        cmd.arg("-fw_cfg").arg(format!("name=opt/prologue/points,file={}", points.0.display()));
+    }
     if cfg.stop.is_some() {
         cmd.process_group(0);
     }

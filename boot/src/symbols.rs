@@ -27,6 +27,21 @@ impl Symbolizer {
         Symbolizer { loader: None }
     }
 
+    /// The function containing kernel address `addr` (its full path, from the symbol table) and
+    /// the `file:line` of `addr` in it, if the debug information knows them.
+    pub fn locate(&self, addr: u64) -> Option<(String, String)> {
+        let loader = self.loader.as_ref()?;
+        let probe = addr.checked_sub(KERNEL_BASE)?;
+        let function = loader.find_symbol(probe).map(|s| strip_hash(&addr2line::demangle_auto(s.into(), None)))?;
+        let location = loader
+            .find_location(probe)
+            .ok()
+            .flatten()
+            .map(|l| format!("{}:{}", shorten(l.file.unwrap_or("?")), l.line.unwrap_or(0)))
+            .unwrap_or_else(|| "?".to_string());
+        Some((function, location))
+    }
+
     /// If `line` is a backtrace line, appends the function and location of its address: the
     /// containing function's full path (from the symbol table) and its source line, then the
     /// functions inlined at that line (from the debug information), innermost first.

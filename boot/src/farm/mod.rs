@@ -70,6 +70,9 @@ impl Plan {
                  (debug one seed: the single-run command of a failing seed, with --gdb)"
             );
         }
+        if opts.points.is_some() {
+            bail!("--points replays one schedule; a farm runs many seeds (drop --runs to replay the list)");
+        }
         if let Some(arg) = opts.qemu_args.iter().find(|a| is_gdbstub_arg(a)) {
             bail!(
                 "--qemu-arg {arg} cannot be used with --runs: the runs would share one gdb port or wait for a debugger"
@@ -83,13 +86,16 @@ impl Plan {
 
     /// Builds the kernel variant and makes its disk image, once for all runs. Also finds QEMU
     /// (and OVMF for `--uefi`) now, so that if they must be installed, one apt-get does it, not
-    /// one per worker at the same time.
-    pub fn build(&self) -> Result<Kernel> {
+    /// one per worker at the same time. The replay commands it prints then carry the image's
+    /// build id.
+    pub fn build(&mut self) -> Result<Kernel> {
         crate::host::qemu()?;
         if self.opts.uefi {
             crate::host::ovmf()?;
         }
         let elf = crate::kernel::build(&self.opts.variant(), false)?;
+        crate::replay::check_build_id(&elf, self.opts.expect_build_id.as_deref())?;
+        self.opts.expect_build_id = Some(crate::replay::build_id(&elf)?);
         let image = crate::image::make(&elf, self.opts.firmware())?;
         Ok(Kernel { elf, image })
     }

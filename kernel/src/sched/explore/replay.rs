@@ -57,7 +57,7 @@ pub fn next_after(key: u64, now: u64) -> u64 {
     }
 }
 
-const RECORD_SLOTS: usize = 16 * 1024;
+const RECORD_SLOTS: usize = 64 * 1024;
 
 struct Recorded {
     key: AtomicU64,

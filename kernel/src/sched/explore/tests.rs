@@ -203,3 +203,33 @@ crate::ktest! {
         assert!(hits2 as f64 / 200.0 >= bound2, "depth 2: {hits2}/200 hits, below the bound {bound2:.2e} (n = {n2}, k = {k2})");
     }
 }
+
+crate::ktest! {
+    /// A planted race for the replay and shrink tests: two threads on one CPU increment a counter
+    /// with its load and store on either side of a call; a preemption at that call loses an
+    /// update, and the test fails saying how many. It runs only when asked for with
+    /// `inject=ktest-lost-update` (it fails by design).
+    fn a_planted_lost_update() {
+        if crate::cmdline().inject != "ktest-lost-update" {
+            crate::ktest_skip!("a planted race that fails by design: run it with inject=ktest-lost-update");
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        const ROUNDS: u64 = 200;
+        let workers: alloc::vec::Vec<_> = (0..2)
+            .map(|_| {
+                let counter = Arc::clone(&counter);
+                crate::sched::spawn_on(0, "incrementer", move || {
+                    for _ in 0..ROUNDS {
+                        let v = counter.load(Ordering::Relaxed);
+                        counter.store(step(v), Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("incrementer");
+        }
+        let lost = 2 * ROUNDS - counter.load(Ordering::Relaxed);
+        assert_eq!(lost, 0, "{lost} update(s) lost: a preemption between the load and the store");
+    }
+}

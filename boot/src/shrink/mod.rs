@@ -1,0 +1,204 @@
+//! `cargo run -- shrink <replay arguments>`: from a failing run to the few preemptions that
+//! make it fail.
+//!
+//! 1. The failing run is booted again with `record=on`: the kernel prints every forced
+//!    preemption point it took, as (thread key, prologue ordinal) with the addresses around it.
+//! 2. Each candidate list is replayed with `strategy=points preempt=off`: the kernel preempts at
+//!    exactly those points and nowhere else (no timer preemption either), so whether a list fails
+//!    depends on the list alone. A candidate "fails the same way" when its failure reads like the
+//!    original's with every number masked (a lost-update count may differ, the bug may not).
+//! 3. `ddmin` reduces the list to a 1-minimal one; the last run of it is symbolized, one line
+//!    per point: the thread, the function it was preempted entering, and where that was called.
+//!
+//! The minimal list is kept under `target/shrink/`, with the command that replays it
+//! (`--points FILE`). Shrinking needs exact replay: `--icount` and the forced-preemption build.
+
+pub mod ddmin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Opts};
+use crate::outcome::{Outcome, parse_test_results};
+use crate::qemu::RunConfig;
+use crate::symbols::Symbolizer;
+
+/// One preemption point a run took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub key: u64,
+    pub ordinal: u64,
+    pub rip: u64,
+    pub caller: u64,
+}
+
+/// The `point KEY ORDINAL RIP CALLER` lines of a transcript.
+pub fn recorded_points(transcript: &str) -> Vec<Point> {
+    transcript
+        .lines()
+        .filter_map(|line| {
+            let mut w = line.strip_prefix("point ")?.split_whitespace();
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            let point =
+                Point { key: hex(w.next()?)?, ordinal: w.next()?.parse().ok()?, rip: hex(w.next()?)?, caller: hex(w.next()?)? };
+            w.next().is_none().then_some(point)
+        })
+        .collect()
+}
+
+/// A point list as the kernel reads it (`KEY ORDINAL` per line).
+pub fn list_text(points: &[Point]) -> String {
+    points.iter().map(|p| format!("{:x} {}\n", p.key, p.ordinal)).collect()
+}
+
+/// How a run failed, with numbers masked: two runs with the same signature failed the same way.
+pub fn signature(outcome: &Outcome, transcript: &str) -> Option<String> {
+    if outcome.is_success() || matches!(outcome, Outcome::Stopped) {
+        return None;
+    }
+    let mut text = outcome.to_string();
+    for test in parse_test_results(transcript) {
+        if let Some(reason) = test.failed() {
+            text.push_str(&format!("; {}: {reason}", test.name));
+        }
+    }
+    Some(text.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect())
+}
+
+/// The kernel words of the run a replay line describes (a single stress run or a test run).
+fn run_words(cli: &Cli) -> Result<Vec<String>> {
+    match &cli.command {
+        Some(Command::Stress(stress)) if stress.runs.is_none() => Ok(stress.kernel_words(stress.seed)),
+        Some(Command::Test { filter }) => Ok(vec![format!("test={}", filter.as_deref().unwrap_or("all"))]),
+        _ => bail!("shrink takes the arguments of a replay line: a single `stress` or `test` run"),
+    }
+}
+
+/// Runs `shrink` on the replay line's arguments `replay`.
+pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
+    let cli = Cli::try_parse_from(std::iter::once("boot".to_string()).chain(replay.iter().cloned()))
+        .map_err(|e| anyhow::anyhow!("the replay arguments do not parse: {e}"))?;
+    let opts = &cli.opts;
+    if !opts.icount || !opts.features.iter().any(|f| f == "always-preempt") {
+        bail!("shrink needs an exact replay: a run with --icount and --features always-preempt");
+    }
+    if opts.points.is_some() {
+        bail!("shrink starts from the run's own schedule: give the replay line without --points");
+    }
+    let words = run_words(&cli)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64)) as usize;
+
+    let elf = crate::kernel::build(&opts.variant(), false)?;
+    crate::replay::check_build_id(&elf, opts.expect_build_id.as_deref())?;
+    let image = crate::image::make(&elf, opts.firmware())?;
+    let boot = |mut words: Vec<String>, points: Option<String>| -> Result<(Outcome, String)> {
+        words.push("record=on".to_string());
+        let cfg = RunConfig { echo: false, points, ..opts.run_config(words, Some(600)) };
+        let result = crate::qemu::run(&image, &elf, &cfg)?;
+        Ok((result.outcome, result.transcript))
+    };
+
+    eprintln!("shrink: running the failing run again, recording its preemption points");
+    let (outcome, transcript) = boot(words.clone(), None)?;
+    let Some(wanted) = signature(&outcome, &transcript) else {
+        bail!("the run did not fail ({outcome}): nothing to shrink");
+    };
+    let points = recorded_points(&transcript);
+    if points.is_empty() {
+        bail!("the run failed ({outcome}) but took no forced preemption point: nothing to shrink");
+    }
+    eprintln!("shrink: it fails ({outcome}) after {} forced preemptions", points.len());
+
+    let mut candidate_words = words.clone();
+    candidate_words.extend(["strategy=points".to_string(), "preempt=off".to_string()]);
+    let runs = AtomicU64::new(0);
+    let fails = |list: &[Point]| -> bool {
+        runs.fetch_add(1, Ordering::Relaxed);
+        match boot(candidate_words.clone(), Some(list_text(list))) {
+            Ok((outcome, transcript)) => signature(&outcome, &transcript).as_ref() == Some(&wanted),
+            Err(_) => false,
+        }
+    };
+    if !fails(&points) {
+        bail!(
+            "replaying exactly the {} recorded points (no timer preemption) does not fail the same way: this failure \
+             needs the timer's preemptions too, which are not prologue points, so it cannot be shrunk",
+            points.len()
+        );
+    }
+    let started = std::time::Instant::now();
+    let minimal = ddmin::ddmin(points, jobs, fails, |len, n| eprintln!("shrink: {len} points, trying {n} parts"));
+    let (outcome, transcript) = boot(candidate_words, Some(list_text(&minimal)))?;
+    let taken = recorded_points(&transcript);
+    let symbols = Symbolizer::new(&elf);
+    println!(
+        "shrink: {} preemption point(s) make the run fail ({} runs, {:.0} s): {outcome}",
+        minimal.len(),
+        runs.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    for line in describe(&taken, &symbols) {
+        println!("  {line}");
+    }
+    let file = keep(&minimal)?;
+    let mut again: Vec<String> = replay.to_vec();
+    again.extend(["--points".to_string(), file.display().to_string()]);
+    println!("{}", crate::replay::line(&again, true));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per point: thread, the function preempted at its prologue, the call site.
+pub fn describe(points: &[Point], symbols: &Symbolizer) -> Vec<String> {
+    points
+        .iter()
+        .map(|p| {
+            let function = symbols.locate(p.rip).map_or_else(|| format!("{:#x}", p.rip), |(f, _)| f);
+            let call = symbols
+                .locate(p.caller.saturating_sub(1))
+                .map_or_else(|| format!("{:#x}", p.caller), |(f, at)| format!("{at} (in {f})"));
+            format!("thread {:x}, prologue #{}: preempted entering {function}, called at {call}", p.key, p.ordinal)
+        })
+        .collect()
+}
+
+/// Writes the minimal list under `target/shrink/` and returns its path.
+fn keep(points: &[Point]) -> Result<PathBuf> {
+    let dir = crate::kernel::workspace_root().join("target").join("shrink");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let file = dir.join(format!("points-{stamp}-{}.txt", std::process::id()));
+    std::fs::write(&file, list_text(points)).with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
+/// The point list a run replays (`--points FILE`), read from its file.
+pub fn point_list(opts: &Opts) -> Result<Option<String>> {
+    let Some(file) = &opts.points else { return Ok(None) };
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading the point list {}", file.display()))?;
+    Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_recorded_points() {
+        let t = "boot\npoint 1f 12 0xffffffff80001000 0xffffffff80002000\npoint x\npoints: 1 recorded\n";
+        let points = recorded_points(t);
+        assert_eq!(points, [Point { key: 0x1f, ordinal: 12, rip: 0xffff_ffff_8000_1000, caller: 0xffff_ffff_8000_2000 }]);
+        assert_eq!(list_text(&points), "1f 12\n");
+    }
+
+    #[test]
+    fn signatures_mask_numbers() {
+        let a = Outcome::Failure("stress: FAILURE: the shared counter is 7014 after 7085 increments".into());
+        let b = Outcome::Failure("stress: FAILURE: the shared counter is 12 after 13 increments".into());
+        assert_eq!(signature(&a, ""), signature(&b, ""));
+        assert_eq!(signature(&Outcome::Success, ""), None);
+    }
+}
