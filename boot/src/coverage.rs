@@ -16,7 +16,8 @@ pub fn by_function(transcript: &str, symbols: &Symbolizer) -> Vec<(String, u64)>
         else {
             continue;
         };
-        let (Some(rip), Ok(count)) = (rip.strip_prefix("0x").and_then(|r| u64::from_str_radix(r, 16).ok()), count.parse::<u64>())
+        let (Some(rip), Ok(count)) =
+            (rip.strip_prefix("0x").and_then(|r| u64::from_str_radix(r, 16).ok()), count.parse::<u64>())
         else {
             continue;
         };

@@ -94,7 +94,8 @@ fn shell_split(command: &str) -> Vec<String> {
 fn the_same_seed_gives_the_same_schedule_under_each_strategy() {
     let _one = one_at_a_time();
     for strategy in ["every", "random:64", "async:200000", "pct:3"] {
-        let run = |seed: &str| boot(&with_global(&["stress", "--seconds", "1", "--seed", seed, "--strategy", strategy]));
+        let run =
+            |seed: &str| boot(&with_global(&["stress", "--seconds", "1", "--seed", seed, "--strategy", strategy]));
         let (a, b, other) = (run("3"), run("3"), run("4"));
         for ran in [&a, &b, &other] {
             assert!(ran.success, "{strategy}: the stress run failed\n{}", ran.context());
@@ -144,7 +145,8 @@ fn a_planted_ktest_race_shrinks_to_its_racy_call() {
     let shrunk = boot(&[&["shrink".to_string()], &replay[..]].concat());
     assert!(shrunk.success, "shrink failed\n{}", shrunk.context());
     let summary = shrunk.line("shrink: ");
-    let summary = shrunk.stdout.lines().find(|l| l.contains("preemption point(s) make the run fail")).unwrap_or(summary);
+    let summary =
+        shrunk.stdout.lines().find(|l| l.contains("preemption point(s) make the run fail")).unwrap_or(summary);
     let points: usize = summary
         .strip_prefix("shrink: ")
         .and_then(|s| s.split_whitespace().next())

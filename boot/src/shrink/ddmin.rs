@@ -25,7 +25,9 @@ where
             continue;
         }
         let complements: Vec<Vec<T>> = (0..chunks.len())
-            .map(|skip| chunks.iter().enumerate().filter(|(i, _)| *i != skip).flat_map(|(_, c)| c.iter().cloned()).collect())
+            .map(|skip| {
+                chunks.iter().enumerate().filter(|(i, _)| *i != skip).flat_map(|(_, c)| c.iter().cloned()).collect()
+            })
             .collect();
         // With two chunks the complements are the chunks again: already tried.
         if n > 2

@@ -43,8 +43,12 @@ pub fn recorded_points(transcript: &str) -> Vec<Point> {
         .filter_map(|line| {
             let mut w = line.strip_prefix("point ")?.split_whitespace();
             let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-            let point =
-                Point { key: hex(w.next()?)?, ordinal: w.next()?.parse().ok()?, rip: hex(w.next()?)?, caller: hex(w.next()?)? };
+            let point = Point {
+                key: hex(w.next()?)?,
+                ordinal: w.next()?.parse().ok()?,
+                rip: hex(w.next()?)?,
+                caller: hex(w.next()?)?,
+            };
             w.next().is_none().then_some(point)
         })
         .collect()
@@ -190,7 +194,10 @@ mod tests {
     fn reads_recorded_points() {
         let t = "boot\npoint 1f 12 0xffffffff80001000 0xffffffff80002000\npoint x\npoints: 1 recorded\n";
         let points = recorded_points(t);
-        assert_eq!(points, [Point { key: 0x1f, ordinal: 12, rip: 0xffff_ffff_8000_1000, caller: 0xffff_ffff_8000_2000 }]);
+        assert_eq!(
+            points,
+            [Point { key: 0x1f, ordinal: 12, rip: 0xffff_ffff_8000_1000, caller: 0xffff_ffff_8000_2000 }]
+        );
         assert_eq!(list_text(&points), "1f 12\n");
     }
 

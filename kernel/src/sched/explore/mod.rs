@@ -121,6 +121,13 @@ pub fn configure(strategy: Strategy, seed: u64, record: bool) {
     };
     SEED.store(seed, Ordering::Relaxed);
     ARG.store(arg, Ordering::Relaxed);
+    if let Strategy::Random { one_in } = strategy
+        && one_in > 1
+    {
+        // 1 - 1/N as a 64-bit fraction.
+        let keep = (((one_in - 1) as u128) << 64) / one_in as u128;
+        NEG_LOG2_MISS.store(neg_log2(keep.min(u128::from(u64::MAX)) as u64), Ordering::Relaxed);
+    }
     RECORD.store(record as u8, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Relaxed);
     KIND.store(kind, Ordering::Release);
@@ -159,16 +166,43 @@ pub fn uniform_around(cpu: &PerCpu, n: u64) -> u64 {
     1 + draw(cpu) % (2 * n - 1)
 }
 
-/// Prologues until the next point of `random:N`: geometric with success probability 1/N
-/// (the number of Bernoulli trials up to and including the first success).
+/// `-log2(1 - 1/N)` of `random:N` in fixed point (`neg_log2`), set by `configure`.
+static NEG_LOG2_MISS: AtomicU64 = AtomicU64::new(0);
+
+/// Fractional bits of `neg_log2`'s fixed-point results.
+const LOG_BITS: u32 = 48;
+
+/// `-log2(x / 2^64)` for `x` in `1..2^64`, in fixed point with `LOG_BITS` fractional bits: the
+/// integer part from the leading zeros, the fraction bit by bit by squaring the mantissa (no
+/// floating point: the kernel has only soft floats, a `log` of which costs thousands of
+/// instructions, at every draw).
+fn neg_log2(x: u64) -> u64 {
+    let zeros = u64::from(x.leading_zeros());
+    // x = 2^(63 - zeros) * m with m in [1, 2), kept in Q1.63.
+    let mut m = u128::from(x << zeros);
+    let mut log_m = 0u64;
+    for _ in 0..LOG_BITS {
+        m = (m * m) >> 63;
+        log_m <<= 1;
+        if m >= 1 << 64 {
+            log_m |= 1;
+            m >>= 1;
+        }
+    }
+    // log2(x / 2^64) = (63 - zeros) - 64 + log2(m).
+    ((zeros + 1) << LOG_BITS) - log_m
+}
+
+/// Prologues until the next point of `random:N`: geometric with success probability 1/N (the
+/// number of trials up to and including the first success), by inversion:
+/// `ceil(log2 U / log2(1 - 1/N))` for U uniform in (0, 1).
 fn geometric(cpu: &PerCpu, one_in: u64) -> u64 {
-    if one_in == 1 {
+    let miss = NEG_LOG2_MISS.load(Ordering::Relaxed);
+    if one_in == 1 || miss == 0 {
         return 1;
     }
-    // U uniform in (0, 1]; trials = ceil(ln U / ln(1 - p)).
-    let u = ((draw(cpu) >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    let trials = libm::ceil(libm::log(u) / libm::log1p(-1.0 / one_in as f64));
-    if trials < 1.0 { 1 } else { trials.min((1u64 << 62) as f64) as u64 }
+    let u = draw(cpu).max(1);
+    neg_log2(u).div_ceil(miss).max(1)
 }
 
 /// The ordinal of `g`'s next forced prologue, after prologue `now`.

@@ -233,3 +233,15 @@ crate::ktest! {
         assert_eq!(lost, 0, "{lost} update(s) lost: a preemption between the load and the store");
     }
 }
+
+crate::ktest! {
+    /// The fixed-point logarithm behind `random:N`'s draws, against exact values.
+    fn fixed_point_logarithm() {
+        let one = 1u64 << super::LOG_BITS;
+        assert_eq!(super::neg_log2(1 << 63), one, "-log2(1/2) = 1");
+        assert_eq!(super::neg_log2(1 << 62), 2 * one, "-log2(1/4) = 2");
+        // -log2(3/4) = 0.415037499...
+        let got = super::neg_log2(3 << 62) as f64 / one as f64;
+        assert!(libm::fabs(got - 0.415_037_499_278_843_8) < 1e-9, "{got}");
+    }
+}
