@@ -192,17 +192,18 @@ impl Opts {
     }
 
     /// How QEMU runs for these options: `words` are the command's own kernel words, followed by
-    /// those of `--cmdline` (later words win in the kernel); `default_timeout` applies when
+    /// those of `--cmdline` (later words win in the kernel), then those of `--points`; `default_timeout` applies when
     /// `--timeout` is not given. Echoes the output, reads no input.
     pub fn run_config(&self, mut words: Vec<String>, default_timeout: Option<u64>) -> RunConfig {
         if self.coverage {
             words.push("coverage=on".to_string());
         }
-        if self.points.is_some() {
-            words.extend(["strategy=points".to_string(), "preempt=off".to_string()]);
-        }
         if let Some(extra) = &self.cmdline {
             words.extend(extra.split_whitespace().map(String::from));
+        }
+        // Last, so that they win over a `strategy=` or `preempt=` of `--cmdline`.
+        if self.points.is_some() {
+            words.extend(["strategy=points".to_string(), "preempt=off".to_string()]);
         }
         RunConfig {
             firmware: self.firmware(),

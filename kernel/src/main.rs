@@ -164,7 +164,7 @@ fn configure_explorer(cmdline: &Cmdline<'_>, online: u32) -> Result<(), alloc::s
         log::info!("explore: {points} preemption points to replay");
     }
     if cmdline.coverage {
-        replay::enable_coverage();
+        replay::print_coverage_at_exit();
     }
     sched::explore::configure(strategy, cmdline.seed, cmdline.record);
     Ok(())

@@ -81,6 +81,21 @@ pub const UEFI: Config = Config {
     timeout: Duration::from_secs(180),
 };
 
+/// The configuration for the schedule explorer's own ktests (`sched::explore::`): the
+/// forced-preemption build on one CPU, which PCT needs; the other configurations run them too,
+/// and skip what needs one CPU.
+pub const EXPLORE: Config = Config {
+    name: "always-preempt-smp1",
+    features: &["always-preempt"],
+    release: false,
+    firmware: Firmware::Bios,
+    smp: 1,
+    timeout: Duration::from_secs(300),
+};
+
+/// The ktests `EXPLORE` runs.
+pub const EXPLORE_TESTS: &str = "sched::explore::";
+
 impl Config {
     /// The kernel build this configuration boots.
     pub fn variant(&self) -> Variant {
@@ -111,7 +126,7 @@ mod tests {
 
     #[test]
     fn names_are_distinct_and_prefix_free() {
-        let names: Vec<&str> = CONFIGS.iter().chain([&UEFI]).map(|c| c.name).collect();
+        let names: Vec<&str> = CONFIGS.iter().chain([&UEFI, &EXPLORE]).map(|c| c.name).collect();
         for (i, a) in names.iter().enumerate() {
             assert!(!a.contains("::"), "{a} contains ::");
             for b in &names[i + 1..] {

@@ -1,5 +1,6 @@
 //! Every in-kernel test as its own host test: `CONFIG::KTEST` for each configuration in
-//! `qemu_tests::config::CONFIGS`, plus one ktest under UEFI firmware.
+//! `qemu_tests::config::CONFIGS`, plus one ktest under UEFI firmware and the schedule explorer's
+//! ktests on the forced-preemption build at one CPU.
 //!
 //! The list of ktests comes from booting the debug kernel with `test=list`, before the harness
 //! starts (so `--list` and filters see real names). Each configuration then boots at most once,
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use qemu_tests::config::{CONFIGS, Config, UEFI};
+use qemu_tests::config::{CONFIGS, Config, EXPLORE, EXPLORE_TESTS, UEFI};
 use qemu_tests::kernels;
 use qemu_tests::suite::{self, Ran, Suite};
 
@@ -72,5 +73,7 @@ fn trials(args: &Arguments, names: &[String]) -> Vec<Trial> {
             Ok(Completion::ignored_with("the kernel lists no arch:: ktest to boot under UEFI"))
         })),
     }
+    let explore: Vec<String> = names.iter().filter(|n| n.starts_with(EXPLORE_TESTS)).cloned().collect();
+    trials.extend(config_trials(args, &EXPLORE, names, &explore));
     trials
 }

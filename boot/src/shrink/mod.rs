@@ -99,15 +99,20 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     let elf = crate::kernel::build(&opts.variant(), false)?;
     crate::replay::check_build_id(&elf, opts.expect_build_id.as_deref())?;
     let image = crate::image::make(&elf, opts.firmware())?;
-    let boot = |mut words: Vec<String>, points: Option<String>| -> Result<(Outcome, String)> {
-        words.push("record=on".to_string());
-        let cfg = RunConfig { echo: false, points, ..opts.run_config(words, Some(600)) };
-        let result = crate::qemu::run(&image, &elf, &cfg)?;
+    // A candidate's words come last on the command line, after the replay line's own
+    // `--cmdline` words (its `strategy=`, say): in the kernel the last word wins.
+    let boot = |points: Option<String>| -> Result<(Outcome, String)> {
+        let mut cfg = RunConfig { echo: false, ..opts.run_config(words.clone(), Some(600)) };
+        cfg.cmdline.push_str(" record=on");
+        if points.is_some() {
+            cfg.cmdline.push_str(" strategy=points preempt=off");
+        }
+        let result = crate::qemu::run(&image, &elf, &RunConfig { points, ..cfg })?;
         Ok((result.outcome, result.transcript))
     };
 
     eprintln!("shrink: running the failing run again, recording its preemption points");
-    let (outcome, transcript) = boot(words.clone(), None)?;
+    let (outcome, transcript) = boot(None)?;
     let Some(wanted) = signature(&outcome, &transcript) else {
         bail!("the run did not fail ({outcome}): nothing to shrink");
     };
@@ -117,16 +122,17 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     }
     eprintln!("shrink: it fails ({outcome}) after {} forced preemptions", points.len());
 
-    let mut candidate_words = words.clone();
-    candidate_words.extend(["strategy=points".to_string(), "preempt=off".to_string()]);
     let runs = AtomicU64::new(0);
     let fails = |list: &[Point]| -> bool {
         runs.fetch_add(1, Ordering::Relaxed);
-        match boot(candidate_words.clone(), Some(list_text(list))) {
+        match boot(Some(list_text(list))) {
             Ok((outcome, transcript)) => signature(&outcome, &transcript).as_ref() == Some(&wanted),
             Err(_) => false,
         }
     };
+    if fails(&[]) {
+        bail!("the run fails the same way with no preemption at all: the failure does not depend on the schedule");
+    }
     if !fails(&points) {
         bail!(
             "replaying exactly the {} recorded points (no timer preemption) does not fail the same way: this failure \
@@ -136,8 +142,19 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     }
     let started = std::time::Instant::now();
     let minimal = ddmin::ddmin(points, jobs, fails, |len, n| eprintln!("shrink: {len} points, trying {n} parts"));
-    let (outcome, transcript) = boot(candidate_words, Some(list_text(&minimal)))?;
+    let (outcome, transcript) = boot(Some(list_text(&minimal)))?;
     let taken = recorded_points(&transcript);
+    let same = |a: &[Point], b: &[Point]| {
+        let key = |p: &Point| (p.key, p.ordinal);
+        a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
+    };
+    if !same(&taken, &minimal) {
+        bail!(
+            "the kernel did not take exactly the {} listed points (it took {}): the replay is not exact",
+            minimal.len(),
+            taken.len()
+        );
+    }
     let symbols = Symbolizer::new(&elf);
     println!(
         "shrink: {} preemption point(s) make the run fail ({} runs, {:.0} s): {outcome}",

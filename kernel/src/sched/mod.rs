@@ -28,7 +28,8 @@
 //! it is about (`park_m`, `yield_m`, `exit_m`, `preempt_m`), as in Go's runtime.
 //!
 //! The files, each importing only those listed before it: `balance` (waking idle CPUs,
-//! stealing), `vcpu_share`, `timer` (the timer heaps' operations), `queue` (`ready`,
+//! stealing), `vcpu_share`, `explore` (the forced-preemption strategies, PCT, the schedule
+//! digest, recorded points), `timer` (the timer heaps' operations), `queue` (`ready`,
 //! `runq_put`), `schedule` (the scheduler loop), `park` (park, yield, sleep), `preempt` (the whole
 //! preemption story), `thread` (spawn, join, exit), `death` (the rule for dying alone, overflow
 //! reports, death hooks), `stackguard` (the prologue hook and its slow path). This file only

@@ -84,14 +84,14 @@ fn explore_timer(frame: &mut TrapFrame) {
     let state = &cpu.explore;
     if state.next_tick_tsc.get() == 0 {
         state.next_tick_tsc.set(now);
-        state.next_inject_tsc.set(now + crate::sched::explore::uniform_around(cpu, mean));
+        state.next_inject_tsc.set(now + crate::sched::explore::seeded::uniform_around(cpu, mean));
     }
     if now >= state.next_tick_tsc.get() {
         state.next_tick_tsc.set(state.next_tick_tsc.get().max(now - period) + period);
         timer_tick(frame);
     }
     if now >= state.next_inject_tsc.get() {
-        state.next_inject_tsc.set(now + crate::sched::explore::uniform_around(cpu, mean));
+        state.next_inject_tsc.set(now + crate::sched::explore::seeded::uniform_around(cpu, mean));
         let g = frame.interrupted();
         let already = frame.rip == async_preempt_entry as *const () as u64;
         if g.is_thread() && !already && g.preemptible(frame.interrupts_were_enabled()) {

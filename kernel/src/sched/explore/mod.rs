@@ -23,6 +23,7 @@
 pub mod digest;
 pub mod pct;
 pub mod replay;
+pub mod seeded;
 mod tests;
 
 use core::fmt;
@@ -92,9 +93,6 @@ const POINTS: u8 = 4;
 static KIND: AtomicU8 = AtomicU8::new(EVERY);
 /// The strategy's number (N of random and async, D of pct).
 static ARG: AtomicU64 = AtomicU64::new(0);
-static SEED: AtomicU64 = AtomicU64::new(1);
-/// Bumped by `configure`: a CPU whose random state was seeded in an older epoch re-seeds.
-static EPOCH: AtomicU64 = AtomicU64::new(1);
 static RECORD: AtomicU8 = AtomicU8::new(0);
 
 /// The strategy in force.
@@ -110,7 +108,10 @@ pub fn strategy() -> Strategy {
 }
 
 /// Sets the strategy and the seed (at boot, or by a test between its trials). `record`: print
-/// every preemption point taken at the end of the run (for `shrink`).
+/// every preemption point taken at the end of the run (for `shrink`). The points are recorded
+/// whether or not they are printed: recording costs instructions, and under `--icount` a run
+/// that did more instructions would take its timer interrupts elsewhere -- asking for the record
+/// must not change the schedule it records.
 pub fn configure(strategy: Strategy, seed: u64, record: bool) {
     let (kind, arg) = match strategy {
         Strategy::Every => (EVERY, 0),
@@ -119,7 +120,7 @@ pub fn configure(strategy: Strategy, seed: u64, record: bool) {
         Strategy::Pct { depth } => (PCT, u64::from(depth)),
         Strategy::Points => (POINTS, 0),
     };
-    SEED.store(seed, Ordering::Relaxed);
+    seeded::set_seed(seed);
     ARG.store(arg, Ordering::Relaxed);
     if let Strategy::Random { one_in } = strategy
         && one_in > 1
@@ -129,7 +130,6 @@ pub fn configure(strategy: Strategy, seed: u64, record: bool) {
         NEG_LOG2_MISS.store(neg_log2(keep.min(u128::from(u64::MAX)) as u64), Ordering::Relaxed);
     }
     RECORD.store(record as u8, Ordering::Relaxed);
-    EPOCH.fetch_add(1, Ordering::Relaxed);
     KIND.store(kind, Ordering::Release);
 }
 
@@ -143,27 +143,6 @@ pub fn pct_active() -> bool {
 #[inline(always)]
 pub fn async_active() -> bool {
     cfg!(feature = "always-preempt") && KIND.load(Ordering::Relaxed) == ASYNC
-}
-
-/// The next number of `cpu`'s explorer sequence (seeded from `seed=` and the CPU number; a
-/// CPU seeded before the latest `configure` seeds again).
-pub fn draw(cpu: &PerCpu) -> u64 {
-    let epoch = EPOCH.load(Ordering::Relaxed);
-    if cpu.explore.epoch.get() != epoch {
-        let mut state = SEED.load(Ordering::Relaxed) ^ (u64::from(cpu.id) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        crate::rand::wyrand(&mut state);
-        cpu.explore.rand.set(state);
-        cpu.explore.epoch.set(epoch);
-    }
-    let mut state = cpu.explore.rand.get();
-    let n = crate::rand::wyrand(&mut state);
-    cpu.explore.rand.set(state);
-    n
-}
-
-/// A number in `1..=2n-1` (mean `n`), for the `async:N` delays.
-pub fn uniform_around(cpu: &PerCpu, n: u64) -> u64 {
-    1 + draw(cpu) % (2 * n - 1)
 }
 
 /// `-log2(1 - 1/N)` of `random:N` in fixed point (`neg_log2`), set by `configure`.
@@ -201,7 +180,7 @@ fn geometric(cpu: &PerCpu, one_in: u64) -> u64 {
     if one_in == 1 || miss == 0 {
         return 1;
     }
-    let u = draw(cpu).max(1);
+    let u = seeded::draw(cpu).max(1);
     neg_log2(u).div_ceil(miss).max(1)
 }
 
@@ -255,9 +234,7 @@ pub fn at_forced_point(cpu: &PerCpu, g: &G, preemptible: bool, rip: usize, calle
     if preempt {
         cpu.counters.forced_preempts.fetch_add(1, Ordering::Relaxed);
         g.explore.forced.fetch_add(1, Ordering::Relaxed);
-        if RECORD.load(Ordering::Relaxed) != 0 {
-            replay::record(g.explore.key.get(), now, rip, caller);
-        }
+        replay::record(g.explore.key.get(), now, rip, caller);
         replay::cover(rip);
         Decision::Preempt
     } else {
@@ -275,7 +252,7 @@ pub fn report() {
         crate::println!(
             "explore: strategy {}, seed {}: {} forced preemptions at {} prologue points, {} async injections",
             strategy(),
-            SEED.load(Ordering::Relaxed),
+            seeded::seed(),
             totals.forced_preempts,
             totals.forced_points,
             totals.explore_injections,
@@ -285,6 +262,8 @@ pub fn report() {
     if pct_active() {
         pct::report(totals.spawns);
     }
-    replay::print_recorded();
+    if RECORD.load(Ordering::Relaxed) != 0 {
+        replay::print_recorded();
+    }
     replay::print_coverage();
 }

@@ -65,7 +65,7 @@ pub fn plan(cpu: &PerCpu, depth: u32, horizon: u64, spawns_so_far: u64, planner:
     NEXT_YIELD_PRIORITY.store(YIELD_BASE, Ordering::Relaxed);
     let mut points = [0u64; 16];
     for point in points.iter_mut().take(depth as usize - 1) {
-        *point = 1 + super::draw(cpu) % horizon.max(1);
+        *point = 1 + super::seeded::draw(cpu) % horizon.max(1);
     }
     points[..depth as usize - 1].sort_unstable();
     for (slot, point) in CHANGE_POINTS.iter().zip(points) {
@@ -75,7 +75,7 @@ pub fn plan(cpu: &PerCpu, depth: u32, horizon: u64, spawns_so_far: u64, planner:
 
 /// A fresh thread's random priority.
 pub fn initial_priority(cpu: &PerCpu) -> u64 {
-    INITIAL_BASE + super::draw(cpu) % INITIAL_BASE
+    INITIAL_BASE + super::seeded::draw(cpu) % INITIAL_BASE
 }
 
 /// Step: the running thread `g` reached a scheduling point. Applies a change point if this is

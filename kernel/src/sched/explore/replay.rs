@@ -6,7 +6,9 @@
 //! line, `KEY ORDINAL` (key in hex). With `record=on` the kernel prints, at the end of the run,
 //! every point it took as `point KEY ORDINAL RIP CALLER` (RIP: inside the preempted function;
 //! CALLER: the return address into its caller), which the runner symbolizes. With
-//! `coverage=on` it prints `cover RIP COUNT` for every distinct preemption site.
+//! `coverage=on` it prints `cover RIP COUNT` for every distinct preemption site. Both are
+//! always collected and only printed on request, so that asking for them does not change the
+//! instructions a run executes (under `--icount`, its schedule).
 //!
 //! Invariants: the list is read once at boot and never changes; the record and the coverage
 //! table are written lock-free (atomics) on g0 of any CPU and read at the end of the run.
@@ -76,7 +78,7 @@ static RECORD: [Recorded; RECORD_SLOTS] = [const {
 }; RECORD_SLOTS];
 static RECORDED: AtomicUsize = AtomicUsize::new(0);
 
-/// Records a point taken (with `record=on`).
+/// Records a point taken (printed with `record=on`).
 pub fn record(key: u64, ordinal: u64, rip: usize, caller: usize) {
     let at = RECORDED.fetch_add(1, Ordering::Relaxed);
     if let Some(slot) = RECORD.get(at) {
@@ -111,17 +113,17 @@ pub fn print_recorded() {
 const COVER_SLOTS: usize = 4096;
 static COVER_RIP: [AtomicUsize; COVER_SLOTS] = [const { AtomicUsize::new(0) }; COVER_SLOTS];
 static COVER_COUNT: [AtomicU64; COVER_SLOTS] = [const { AtomicU64::new(0) }; COVER_SLOTS];
-static COVER_ON: AtomicUsize = AtomicUsize::new(0);
+static PRINT_COVERAGE: AtomicUsize = AtomicUsize::new(0);
 static COVER_DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Turns the coverage table on (`coverage=on`).
-pub fn enable_coverage() {
-    COVER_ON.store(1, Ordering::Relaxed);
+/// Prints the coverage table at the end of the run (`coverage=on`).
+pub fn print_coverage_at_exit() {
+    PRINT_COVERAGE.store(1, Ordering::Relaxed);
 }
 
 /// Counts a preemption at `rip` (open addressing; a full table counts the site as dropped).
 pub fn cover(rip: usize) {
-    if COVER_ON.load(Ordering::Relaxed) == 0 || rip == 0 {
+    if rip == 0 {
         return;
     }
     let mut at = (rip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) % COVER_SLOTS;
@@ -142,7 +144,7 @@ pub fn cover(rip: usize) {
 
 /// Prints the coverage table (with `coverage=on`).
 pub fn print_coverage() {
-    if COVER_ON.load(Ordering::Relaxed) == 0 {
+    if PRINT_COVERAGE.load(Ordering::Relaxed) == 0 {
         return;
     }
     let mut sites = 0;
