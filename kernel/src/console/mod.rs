@@ -74,9 +74,11 @@ pub fn with_uart<R>(f: impl FnOnce(&mut uart_16550::Uart16550<PioBackend>) -> R)
     SERIAL.lock().as_mut().map(|port| f(port.inner_mut()))
 }
 
-/// Ends the run: prints the kernel's final line (`prologue: exit success` or `... failure`,
-/// which the runner requires as well as QEMU's exit status) and leaves QEMU.
+/// Ends the run: sends the scheduler trace out if it was on (`trace::dump`), prints the kernel's
+/// final line (`prologue: exit success` or `... failure`, which the runner requires as well as
+/// QEMU's exit status) and leaves QEMU.
 pub fn exit(code: crate::arch::qemu::ExitCode) -> ! {
+    crate::trace::dump();
     match code {
         crate::arch::qemu::ExitCode::Success => crate::println!("prologue: exit success"),
         crate::arch::qemu::ExitCode::Failure => crate::println!("prologue: exit failure"),

@@ -42,6 +42,7 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     g.locks.store(0, Ordering::Relaxed);
     g.parks.fetch_add(1, Ordering::Relaxed);
     g.transition(GState::Running, GState::Waiting);
+    crate::trace::stopped(g, crate::trace::Stop::Park);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
     unsafe { lock.unlock_parked(g) };
     schedule()
@@ -57,6 +58,7 @@ pub fn yield_now() {
 extern "C" fn yield_m(g: &'static G) -> ! {
     check_locks_at_switch(g, 0, "yield_now");
     g.transition(GState::Running, GState::Runnable);
+    crate::trace::stopped(g, crate::trace::Stop::Yield);
     let cpu = this_cpu();
     runq_put(cpu, g, false);
     schedule()

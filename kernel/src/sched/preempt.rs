@@ -58,6 +58,7 @@ pub fn timer_tick(frame: &mut TrapFrame) {
     crate::sched::vcpu_share::at_scheduling_point(cpu);
     cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
     let now = cpu.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    crate::sched::monitor::at_tick(cpu, frame);
     let mode = mode();
     let g = frame.interrupted();
     if !g.is_thread() {
@@ -96,9 +97,11 @@ pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool) {
     if g.preemptible(interrupts_were_enabled) {
         g.preempt.store(false, Ordering::Relaxed);
         cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
+        crate::trace::stopped(g, crate::trace::Stop::PreemptCoop);
         preempt_m(g);
     }
     cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+    crate::trace::deferred(g, false);
 }
 
 /// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`).
@@ -121,6 +124,7 @@ fn inject_async_preemption(frame: &mut TrapFrame) {
     let rsp = frame.rsp as usize;
     if !g.preemptible(frame.interrupts_were_enabled()) || rsp < lo + ASYNC_PREEMPT_STACK {
         this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        crate::trace::deferred(g, true);
         return;
     }
     let new_rsp = rsp - 8;
@@ -132,6 +136,7 @@ fn inject_async_preemption(frame: &mut TrapFrame) {
     // The routine yields explicitly: keep its own prologue from taking the request first.
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);
+    crate::trace::async_injected(g);
 }
 
 /// Where an asynchronously preempted thread "calls" into the scheduler. The timer interrupt
@@ -208,5 +213,6 @@ pub extern "C" fn async_preempted() {
 }
 
 extern "C" fn async_preempt_m(g: &'static G) -> ! {
+    crate::trace::stopped(g, crate::trace::Stop::PreemptAsync);
     preempt_m(g)
 }

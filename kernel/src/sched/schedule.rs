@@ -97,6 +97,8 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
         cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
+    g.last_cpu.store(cpu.id, Ordering::Relaxed);
+    crate::trace::started(g, inherit);
     // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
     unsafe { gogo(g) }
 }
@@ -181,6 +183,7 @@ fn idle(cpu: &PerCpu) {
     // would otherwise wait for the next tick (store-load ordering pairs with `wake_idle_cpu`).
     let work = !cpu.runq.is_empty() || cpu.inbox.len_hint() > 0 || GLOBAL.len_hint() > 0 || timer::due(cpu);
     if !work {
+        crate::sched::deadlock::at_idle(cpu);
         crate::arch::cpu::enable_and_halt_then_disable();
     }
     crate::sched::balance::set_idle(cpu, false);

@@ -129,6 +129,7 @@ where
     let _irq = crate::arch::cpu::IrqGuard::new();
     let cpu = this_cpu();
     cpu.counters.spawns.fetch_add(1, Ordering::Relaxed);
+    crate::trace::created(g);
     crate::sched::queue::runq_put(cpu, g, true);
     Ok(JoinHandle { g, _result: PhantomData })
 }
