@@ -181,7 +181,8 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 c.crash = Some(Crash::from_name(value).ok_or(CmdlineError {
                     word,
                     reason: "expected panic, triple-fault, hang, g0-overflow, irq-overflow, switch-on-g0, stuck-cpu, \
-                             overflow-irqs-off, yield-holding-lock or lock-order",
+                             overflow-irqs-off, yield-holding-lock, lock-order, deadlock-chan, deadlock-waitgroup or \
+                             deadlock-abba",
                 })?);
             }
             _ => return Err(CmdlineError { word, reason: "unknown key" }),
