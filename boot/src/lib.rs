@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod outcome;
 pub mod qemu;
 pub mod symbols;
+pub mod trace;
 
 pub use image::Firmware;
 pub use kernel::Variant;

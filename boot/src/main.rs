@@ -2,14 +2,15 @@
 //!
 //! `cargo run` builds the kernel, makes a disk image and boots it in QEMU with the serial port on
 //! this terminal. `cargo run -- test [FILTER]` runs the in-kernel tests; `stress` and `bench`
-//! run the torture test and the benchmarks. The exit status is 0 only if the kernel reported
+//! run the torture test and the benchmarks; `trace` runs any of the first three with the scheduler
+//! trace on and draws it. The exit status is 0 only if the kernel reported
 //! success (and printed its final line); otherwise a one-line reason goes to stderr.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use boot::{Firmware, Outcome, RunConfig, Variant, image, kernel, parse_test_results};
 use clap::{Args, Parser, Subcommand};
 
@@ -62,23 +63,39 @@ struct Opts {
     qemu_args: Vec<String>,
 }
 
-#[derive(Subcommand)]
+/// The options of the torture test.
+#[derive(Args, Clone)]
+struct StressArgs {
+    /// Seconds to run.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Seed of the random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Turn on a planted bug (the list is printed by `--inject list`).
+    #[arg(long)]
+    inject: Option<String>,
+}
+
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Boot the demo (the default).
     Run,
     /// Run the in-kernel tests: all, or those matching FILTER (NAME, PREFIX*, comma-separated).
     Test { filter: Option<String> },
     /// Run the torture test.
-    Stress {
-        /// Seconds to run.
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        /// Seed of the random choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Turn on a planted bug (the list is printed by `--inject list`).
+    Stress(StressArgs),
+    /// Run the demo, tests or the torture test with the scheduler trace on, and write it to DIR as
+    /// a Chrome JSON trace (trace.json, for ui.perfetto.dev) and an SVG timeline (timeline.svg).
+    Trace {
+        /// The directory to write trace.bin, trace.json and timeline.svg to (created if missing).
         #[arg(long)]
-        inject: Option<String>,
+        out: std::path::PathBuf,
+        /// KiB of trace ring per CPU (the kernel's trace_kib=); a full ring keeps the newest events.
+        #[arg(long, default_value_t = 1024)]
+        kib: usize,
+        #[command(subcommand)]
+        what: Option<Traced>,
     },
     /// Run the benchmarks on release builds, instruction-counted (-icount), and compare the
     /// instrumented, plain (with and without frame pointers) and always-preempt builds.
@@ -100,6 +117,27 @@ enum Command {
         #[arg(long)]
         markdown: Option<std::path::PathBuf>,
     },
+}
+
+/// What `trace` runs.
+#[derive(Subcommand, Clone)]
+enum Traced {
+    /// The demo (the default).
+    Run,
+    /// In-kernel tests: all, or those matching FILTER.
+    Test { filter: Option<String> },
+    /// The torture test.
+    Stress(StressArgs),
+}
+
+impl Traced {
+    fn command(&self) -> Command {
+        match self {
+            Traced::Run => Command::Run,
+            Traced::Test { filter } => Command::Test { filter: filter.clone() },
+            Traced::Stress(args) => Command::Stress(args.clone()),
+        }
+    }
 }
 
 /// `--against` names: `go` or `linux`.
@@ -124,7 +162,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let opts = &cli.opts;
-    let command = cli.command.unwrap_or(Command::Run);
+    let outer = cli.command.unwrap_or(Command::Run);
+    // `trace` runs another command, with the trace on and collected into its directory.
+    let (command, trace_dir) = match &outer {
+        Command::Trace { out, kib, what } => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            (what.as_ref().unwrap_or(&Traced::Run).command(), Some((out.clone(), *kib)))
+        }
+        other => (other.clone(), None),
+    };
     let (mut words, default_timeout, interactive): (Vec<String>, Option<u64>, bool) = match &command {
         Command::Run => {
             // In a terminal, the demo ends in the kernel's shell, reading what is typed here.
@@ -133,7 +179,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             (words, None, interactive)
         }
         Command::Test { filter } => (vec![format!("test={}", filter.as_deref().unwrap_or("all"))], Some(900), false),
-        Command::Stress { seconds, seed, inject } => {
+        Command::Stress(StressArgs { seconds, seed, inject }) => {
             let mut words = vec![format!("stress={seconds}"), format!("seed={seed}")];
             if let Some(bug) = inject {
                 words.push(format!("inject={bug}"));
@@ -152,7 +198,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot::bench::bench(&options)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Trace { .. } => anyhow::bail!("trace runs run, test or stress, not another trace"),
     };
+    if let Some((_, kib)) = &trace_dir {
+        words.push(format!("trace=on trace_kib={kib}"));
+    }
     let variant = Variant {
         release: opts.release,
         features: opts.features.clone(),
@@ -178,8 +228,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         interactive,
         input: None,
         echo: true,
+        debugcon: trace_dir.as_ref().map(|(dir, _)| boot::trace::raw_path(dir)),
     };
+    if let Some(raw) = &cfg.debugcon {
+        // QEMU appends nothing: a trace from an earlier run must not be read as this one's.
+        let _ = std::fs::remove_file(raw);
+    }
     let result = boot::run(&image, &elf, &cfg)?;
+    if let Some((dir, _)) = &trace_dir {
+        let title = format!("Prologue: {} ({} CPU(s))", words.join(" "), opts.smp);
+        match boot::trace::write_views(dir, &title) {
+            Ok(w) => eprintln!(
+                "boot: trace: {} events ({} overwritten in full rings), {} threads, {} CPU(s), {:.1} ms; \
+                 {} (open it in https://ui.perfetto.dev) and {}",
+                w.events,
+                w.overwritten,
+                w.threads,
+                w.cpus,
+                w.span_us / 1000.0,
+                w.json.display(),
+                w.svg.display()
+            ),
+            Err(e) => eprintln!("boot: trace: {e:#}"),
+        }
+    }
 
     if let Command::Test { .. } = command {
         let results = parse_test_results(&result.transcript);

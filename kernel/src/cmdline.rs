@@ -173,7 +173,9 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
             }
             "shell" => c.shell = on_off(word, value)?,
             "trace" => c.trace = on_off(word, value)?,
-            "trace_kib" => c.trace_kib = number(word, value, 4, 1 << 20, "expected KiB per CPU (4..=1048576)")? as usize,
+            "trace_kib" => {
+                c.trace_kib = number(word, value, 4, 1 << 20, "expected KiB per CPU (4..=1048576)")? as usize
+            }
             "schedtrace" => c.schedtrace_ms = number(word, value, 1, 3_600_000, "expected milliseconds (1..=3600000)")?,
             "watchdog" => c.watchdog_s = number(word, value, 1, 86_400, "expected seconds (1..=86400)")?,
             "vcpu_share" => c.vcpu_share = on_off(word, value)?,

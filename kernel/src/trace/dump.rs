@@ -45,8 +45,16 @@ pub fn dump() {
     write(&(cpus as u32).to_le_bytes());
     write(&hz.to_le_bytes());
     write(&(core::mem::size_of::<Event>() as u32).to_le_bytes());
-    let counters =
-        [t.spawns, t.switches, t.preempt_coop, t.preempt_async, t.preempt_deferred, t.steals, t.stack_growths, t.overflows];
+    let counters = [
+        t.spawns,
+        t.switches,
+        t.preempt_coop,
+        t.preempt_async,
+        t.preempt_deferred,
+        t.steals,
+        t.stack_growths,
+        t.overflows,
+    ];
     write(&(counters.len() as u32).to_le_bytes());
     for c in counters {
         write(&c.to_le_bytes());

@@ -25,7 +25,11 @@ pub(super) struct Ring {
 
 impl Ring {
     const fn new() -> Ring {
-        Ring { events: AtomicPtr::new(core::ptr::null_mut()), capacity: AtomicUsize::new(0), written: AtomicU64::new(0) }
+        Ring {
+            events: AtomicPtr::new(core::ptr::null_mut()),
+            capacity: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+        }
     }
 
     /// Events ever recorded in this ring.
