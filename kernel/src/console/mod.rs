@@ -78,7 +78,14 @@ pub fn with_uart<R>(f: impl FnOnce(&mut uart_16550::Uart16550<PioBackend>) -> R)
 /// final line (`prologue: exit success` or `... failure`, which the runner requires as well as
 /// QEMU's exit status) and leaves QEMU.
 pub fn exit(code: crate::arch::qemu::ExitCode) -> ! {
-    crate::trace::dump();
+    if let Some(d) = crate::trace::dump() {
+        crate::println!(
+            "trace: {} events of {} CPU(s) sent to the debug console ({} older ones overwritten)",
+            d.kept,
+            d.cpus,
+            d.overwritten
+        );
+    }
     match code {
         crate::arch::qemu::ExitCode::Success => crate::println!("prologue: exit success"),
         crate::arch::qemu::ExitCode::Failure => crate::println!("prologue: exit failure"),

@@ -20,17 +20,23 @@
 
 use core::sync::atomic::Ordering;
 
-use super::Event;
-use super::ring::RINGS;
+use super::ring::{Event, RINGS, on, stop};
 use crate::arch::debugcon::write;
 
-/// Stops the trace and writes it to the debug console, if it was on. Then says on the console how
-/// much was written.
-pub fn dump() {
-    if !super::on() {
-        return;
+/// What `dump` sent: events kept in the rings, events overwritten before, CPUs.
+pub struct Dumped {
+    pub kept: u64,
+    pub overwritten: u64,
+    pub cpus: usize,
+}
+
+/// Stops the trace and writes it to the debug console, if it was on; says how much it sent (the
+/// console prints it: the trace sits below the console and does not print).
+pub fn dump() -> Option<Dumped> {
+    if !on() {
+        return None;
     }
-    super::stop();
+    stop();
     // Let a CPU that was half-way through recording an event finish it (a few hundred
     // instructions; 20 µs is far more).
     let hz = crate::time::tsc_hz();
@@ -77,8 +83,5 @@ pub fn dump() {
         kept += n;
     }
     write(b"PTRACEND");
-    crate::println!(
-        "trace: {kept} events of {cpus} CPU(s) sent to the debug console ({} older ones overwritten)",
-        written - kept
-    );
+    Some(Dumped { kept, overwritten: written - kept, cpus })
 }

@@ -20,21 +20,11 @@
 mod dump;
 mod ring;
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 pub use dump::dump;
-pub use ring::{start, stop};
+use ring::Event;
+pub use ring::{on, start, stop};
 
 use crate::records::g::G;
-
-/// Is the trace recording? Written by `start` (before the first thread) and `dump` (at the end).
-static ON: AtomicBool = AtomicBool::new(false);
-
-/// Is the trace recording now?
-#[inline(always)]
-pub fn on() -> bool {
-    ON.load(Ordering::Relaxed)
-}
 
 /// What an event records. The numbers are the trace format (`boot/src/trace/decode.rs` reads them).
 #[repr(u8)]
@@ -78,25 +68,6 @@ pub enum Stop {
     PreemptAsync = 4,
     Exit = 5,
 }
-
-/// One event, as it sits in a ring and leaves the machine (little-endian, 32 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct Event {
-    /// Time-stamp counter when it happened.
-    pub tsc: u64,
-    /// The thread it is about (its id; 0: none).
-    pub g: u32,
-    /// A `Kind`.
-    pub kind: u8,
-    /// Depends on the kind.
-    pub detail: u8,
-    pub _pad: u16,
-    pub arg: u64,
-    pub arg2: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<Event>() == 32);
 
 /// Records an event (out of line: only reached when the trace is on).
 #[cold]

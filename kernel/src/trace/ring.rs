@@ -2,16 +2,45 @@
 //! and shares no cache line; when a ring is full the oldest events are overwritten (a flight
 //! recorder: a crash comes with its last events), and `written` still counts them all.
 //!
+//! Also here, because recording needs them: the event record (`Event`) and the switch (`ON`).
+//!
 //! Invariants: a ring is allocated once (`start`, before the first thread runs) and never freed;
 //! `written` only grows, and slot `written % capacity` is the next to be written. Recording runs
 //! with interrupts disabled, so nothing else on this CPU records meanwhile (NMIs never record):
 //! the slot and the count are written by one party at a time, without atomic read-modify-write.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use super::{Event, ON};
 use crate::arch::MAX_CPUS;
+
+/// Is the trace recording? Written by `start` (before the first thread) and `dump` (at the end).
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Is the trace recording now?
+#[inline(always)]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// One event, as it sits in a ring and leaves the machine (little-endian, 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Event {
+    /// Time-stamp counter when it happened.
+    pub tsc: u64,
+    /// The thread it is about (its id; 0: none).
+    pub g: u32,
+    /// A `Kind`.
+    pub kind: u8,
+    /// Depends on the kind.
+    pub detail: u8,
+    pub _pad: u16,
+    pub arg: u64,
+    pub arg2: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 32);
 
 /// One CPU's ring.
 pub(super) struct Ring {
