@@ -240,8 +240,11 @@ pub fn parse(bytes: &[u8]) -> Result<Trace> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A trace in the kernel's format: `events` per CPU as (tsc, g, kind, detail, arg).
-    pub(crate) fn bytes(counters: [u64; 8], cpus: &[Vec<(u64, u32, u8, u8, u64)>]) -> Vec<u8> {
+    /// An event as a test writes it: (tsc, g, kind, detail, arg).
+    pub(crate) type RawEvent = (u64, u32, u8, u8, u64);
+
+    /// A trace in the kernel's format, with `cpus[i]` the events of CPU i.
+    pub(crate) fn bytes(counters: [u64; 8], cpus: &[Vec<RawEvent>]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&1u32.to_le_bytes());
