@@ -80,7 +80,7 @@ pub struct Opts {
     pub points: Option<PathBuf>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Boot the demo (the default).
     Run,
@@ -88,6 +88,18 @@ pub enum Command {
     Test { filter: Option<String> },
     /// Run the torture test; with --runs, many seeds in parallel (the stress farm).
     Stress(StressArgs),
+    /// Run the demo, tests or the torture test with the scheduler trace on, and write it to DIR as
+    /// a Chrome JSON trace (trace.json, for ui.perfetto.dev) and an SVG timeline (timeline.svg).
+    Trace {
+        /// The directory to write trace.bin, trace.json and timeline.svg to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// KiB of trace ring per CPU (the kernel's trace_kib=); a full ring keeps the newest events.
+        #[arg(long, default_value_t = 1024)]
+        kib: usize,
+        #[command(subcommand)]
+        what: Option<Traced>,
+    },
     /// Shrink a failing run to the few preemptions that make it fail: give it the arguments of
     /// the run's replay line (after `cargo run --`).
     Shrink {
@@ -118,6 +130,28 @@ pub enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+}
+
+/// What `trace` runs.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Traced {
+    /// The demo (the default).
+    Run,
+    /// In-kernel tests: all, or those matching FILTER.
+    Test { filter: Option<String> },
+    /// The torture test (one run).
+    Stress(StressArgs),
+}
+
+impl Traced {
+    /// The command it traces.
+    pub fn command(&self) -> Command {
+        match self {
+            Traced::Run => Command::Run,
+            Traced::Test { filter } => Command::Test { filter: filter.clone() },
+            Traced::Stress(args) => Command::Stress(args.clone()),
+        }
+    }
 }
 
 /// The options of `stress`.
@@ -219,6 +253,7 @@ impl Opts {
             echo: true,
             stop: None,
             points: None,
+            debugcon: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod qemu;
 pub mod replay;
 pub mod shrink;
 pub mod symbols;
+pub mod trace;
 
 pub use image::Firmware;
 pub use kernel::Variant;

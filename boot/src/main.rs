@@ -3,15 +3,16 @@
 //! `cargo run` builds the kernel, makes a disk image and boots it in QEMU with the serial port on
 //! this terminal. `cargo run -- test [FILTER]` runs the in-kernel tests; `stress` and `bench`
 //! run the torture test and the benchmarks; `stress --runs N` runs many seeds of the torture
-//! test (the stress farm, `boot::farm`). The exit status is 0 only if the kernel reported
+//! test (the stress farm, `boot::farm`); `trace` runs the demo, tests or a stress run with the
+//! scheduler trace on and draws it; `shrink` reduces a failing run's preemptions. The exit status is 0 only if the kernel reported
 //! success (and printed its final line), or for a farm, if every run did; otherwise a one-line
 //! reason goes to stderr. The options themselves are in `boot::cli`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use boot::cli::{Cli, Command, Opts, StressArgs, default_stress_timeout};
+use anyhow::{Context, Result};
+use boot::cli::{Cli, Command, Opts, StressArgs, Traced, default_stress_timeout};
 use boot::{Outcome, RunConfig, farm, image, kernel, parse_test_results};
 use clap::Parser;
 
@@ -28,8 +29,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let opts = &cli.opts;
-    let command = cli.command.unwrap_or(Command::Run);
-    let (words, default_timeout, interactive): (Vec<String>, Option<u64>, bool) = match &command {
+    let outer = cli.command.unwrap_or(Command::Run);
+    // `trace` runs another command, with the trace on and collected into its directory.
+    let (command, trace_dir) = match &outer {
+        Command::Trace { out, kib, what } => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            (what.as_ref().unwrap_or(&Traced::Run).command(), Some((out.clone(), *kib)))
+        }
+        other => (other.clone(), None),
+    };
+    let (mut words, default_timeout, interactive): (Vec<String>, Option<u64>, bool) = match &command {
         Command::Run => {
             // In a terminal, the demo ends in the kernel's shell, reading what is typed here.
             let interactive = std::io::stdin().is_terminal();
@@ -59,13 +68,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot::bench::bench(&options)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Trace { .. } => anyhow::bail!("trace runs run, test or stress, not another trace"),
     };
+    if let Some((_, kib)) = &trace_dir {
+        words.extend(["trace=on".to_string(), format!("trace_kib={kib}")]);
+    }
     let elf = kernel::build(&opts.variant(), false)?;
     boot::replay::check_build_id(&elf, opts.expect_build_id.as_deref())?;
     let image = image::make(&elf, opts.firmware())?;
     let points = boot::shrink::point_list(opts)?;
-    let cfg = RunConfig { interactive, points, ..opts.run_config(words, default_timeout) };
+    let debugcon = trace_dir.as_ref().map(|(dir, _)| boot::trace::raw_path(dir));
+    if let Some(raw) = &debugcon {
+        // QEMU appends nothing: a trace from an earlier run must not be read as this one's.
+        let _ = std::fs::remove_file(raw);
+    }
+    let cfg = RunConfig { interactive, points, debugcon, ..opts.run_config(words, default_timeout) };
     let result = boot::run(&image, &elf, &cfg)?;
+    if let Some((dir, _)) = &trace_dir {
+        let title = format!("Prologue: {} ({} CPU(s))", cfg.cmdline, opts.smp);
+        match boot::trace::write_views(dir, &title) {
+            Ok(w) => eprintln!(
+                "boot: trace: {} events ({} overwritten in full rings), {} threads, {} CPU(s), {:.1} ms; \
+                 {} (open it in https://ui.perfetto.dev) and {}",
+                w.events,
+                w.overwritten,
+                w.threads,
+                w.cpus,
+                w.span_us / 1000.0,
+                w.json.display(),
+                w.svg.display()
+            ),
+            Err(e) => eprintln!("boot: trace: {e:#}"),
+        }
+    }
     if opts.coverage {
         let functions = boot::coverage::by_function(&result.transcript, &boot::symbols::Symbolizer::new(&elf));
         print!("{}", boot::coverage::report(&functions, 15));

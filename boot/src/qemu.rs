@@ -60,6 +60,8 @@ pub struct RunConfig {
     /// A preemption-point list for a `strategy=points` run (`shrink`), given to the kernel as
     /// the fw_cfg file `opt/prologue/points`.
     pub points: Option<String>,
+    /// Where QEMU writes the guest's debug console (port 0xe9: the scheduler trace), if anywhere.
+    pub debugcon: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -78,6 +80,7 @@ impl Default for RunConfig {
             echo: false,
             stop: None,
             points: None,
+            debugcon: None,
         }
     }
 }
@@ -147,6 +150,9 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
     }
     if cfg.gdb {
         cmd.args(["-s", "-S"]);
+    }
+    if let Some(file) = &cfg.debugcon {
+        cmd.arg("-debugcon").arg(format!("file:{}", file.display()));
     }
     cmd.args(&cfg.qemu_args);
     Ok(cmd)
@@ -272,10 +278,27 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     Ok(RunResult { outcome, transcript })
 }
 
-/// The command line the kernel gets: under icount, `vcpu_share=on` first (so that the caller's
-/// own word, later on the line, wins).
+/// The command line the kernel gets: under icount, `vcpu_share=on` first; with a timeout (and no
+/// debugger, which may hold the guest stopped), `watchdog=` a little before it, so that the
+/// kernel reports a hang with every thread's traceback before QEMU is killed. Both come first, so
+/// that the caller's own words, later on the line, win.
 fn kernel_cmdline(cfg: &RunConfig) -> String {
-    if cfg.icount { format!("vcpu_share=on {}", cfg.cmdline) } else { cfg.cmdline.clone() }
+    let mut words = Vec::new();
+    if cfg.icount {
+        words.push("vcpu_share=on".to_string());
+    }
+    if let Some(timeout) = cfg.timeout.filter(|_| !cfg.gdb) {
+        words.push(format!("watchdog={}", kernel_watchdog(timeout.as_secs())));
+    }
+    words.push(cfg.cmdline.clone());
+    words.join(" ").trim().to_string()
+}
+
+/// The kernel's watchdog for a run the runner stops after `timeout` seconds: 10% earlier, and at
+/// least 10 s earlier (the kernel's clock starts after the firmware and the boot loader, and its
+/// calibration against the PIT may be a little off on a busy host), but at least 1 s.
+pub fn kernel_watchdog(timeout: u64) -> u64 {
+    timeout.saturating_sub((timeout / 10).max(10)).max(1)
 }
 
 /// A temporary file, removed when dropped (so also when a run fails before QEMU starts). Its
@@ -306,10 +329,27 @@ mod tests {
 
     #[test]
     fn icount_runs_share_the_host_thread() {
-        let cfg = super::RunConfig { icount: true, cmdline: "test=all vcpu_share=off".into(), ..Default::default() };
+        let cfg = super::RunConfig {
+            icount: true,
+            timeout: None,
+            cmdline: "test=all vcpu_share=off".into(),
+            ..Default::default()
+        };
         assert_eq!(super::kernel_cmdline(&cfg), "vcpu_share=on test=all vcpu_share=off");
-        let cfg = super::RunConfig { cmdline: "test=all".into(), ..Default::default() };
+        let cfg = super::RunConfig { timeout: None, cmdline: "test=all".into(), ..Default::default() };
         assert_eq!(super::kernel_cmdline(&cfg), "test=all");
+    }
+
+    #[test]
+    fn the_kernel_watchdog_fires_before_the_runner_s() {
+        let cfg = super::RunConfig { cmdline: "test=all".into(), ..Default::default() };
+        assert_eq!(super::kernel_cmdline(&cfg), "watchdog=270 test=all", "300 s by default");
+        assert_eq!(super::kernel_watchdog(15), 5);
+        assert_eq!(super::kernel_watchdog(60), 50);
+        assert_eq!(super::kernel_watchdog(900), 810);
+        assert_eq!(super::kernel_watchdog(3), 1);
+        let cfg = super::RunConfig { gdb: true, ..Default::default() };
+        assert_eq!(super::kernel_cmdline(&cfg), "", "no watchdog while a debugger may hold the guest");
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub struct Cmdline<'a> {
     pub record: bool,
     /// `coverage=on`: print where preemptions landed, at the end.
     pub coverage: bool,
+    /// `trace=on`: record the scheduler trace (`trace`), `trace_kib=` KiB per CPU.
+    pub trace: bool,
+    pub trace_kib: usize,
+    /// `schedtrace=MS`: a line per CPU every MS milliseconds (`sched::monitor`; 0: off).
+    pub schedtrace_ms: u64,
+    /// `watchdog=SECONDS`: stop with every thread's traceback if the run is not over by then
+    /// (`sched::monitor`; 0: off). The runner sets it a little before its own watchdog.
+    pub watchdog_s: u64,
 }
 
 impl Default for Cmdline<'_> {
@@ -81,6 +89,10 @@ impl Default for Cmdline<'_> {
             pct_steps: 1_000_000,
             record: false,
             coverage: false,
+            trace: false,
+            trace_kib: 256,
+            schedtrace_ms: 0,
+            watchdog_s: 0,
         }
     }
 }
@@ -101,7 +113,7 @@ impl fmt::Display for CmdlineError<'_> {
 /// Keys the kernel knows, for error messages.
 pub const KEYS: &str = "test, stress, bench, inject, seed, log, heap_max_mib, stack_max_kib, \
                         stack_init_kib, quantum_ms, preempt, shell, vcpu_share, crash, strategy, pct_steps, \
-                        record, coverage";
+                        record, coverage, trace, trace_kib, schedtrace, watchdog";
 
 fn number<'a>(word: &'a str, value: &str, min: u64, max: u64, reason: &'static str) -> Result<u64, CmdlineError<'a>> {
     match value.parse::<u64>() {
@@ -173,12 +185,19 @@ pub fn parse(text: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 }
             }
             "shell" => c.shell = on_off(word, value)?,
+            "trace" => c.trace = on_off(word, value)?,
+            "trace_kib" => {
+                c.trace_kib = number(word, value, 4, 1 << 20, "expected KiB per CPU (4..=1048576)")? as usize
+            }
+            "schedtrace" => c.schedtrace_ms = number(word, value, 1, 3_600_000, "expected milliseconds (1..=3600000)")?,
+            "watchdog" => c.watchdog_s = number(word, value, 1, 86_400, "expected seconds (1..=86400)")?,
             "vcpu_share" => c.vcpu_share = on_off(word, value)?,
             "crash" => {
                 c.crash = Some(Crash::from_name(value).ok_or(CmdlineError {
                     word,
                     reason: "expected panic, triple-fault, hang, g0-overflow, irq-overflow, switch-on-g0, stuck-cpu, \
-                             overflow-irqs-off, yield-holding-lock or lock-order",
+                             overflow-irqs-off, yield-holding-lock, lock-order, deadlock-chan, deadlock-waitgroup or \
+                             deadlock-abba",
                 })?);
             }
             "strategy" => {

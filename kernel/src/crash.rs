@@ -6,8 +6,11 @@
 //! for on g0, a fatal error while a CPU is stuck half-way through its start-up), and failures
 //! inside a thread, where the rule "this thread cannot die alone" must turn a thread's mistake into
 //! a fatal report (an overflow with interrupts disabled, a yield with a spin lock held, two spin
-//! locks taken against the lock order). A thread-mode crash that nothing catches prints
-//! `crash: NAME was not caught` and fails the run, so a missing check is never a pass.
+//! locks taken against the lock order), and deadlocks the kernel must find and report with every
+//! thread's traceback (`sched::deadlock`): a channel nobody sends on, a `WaitGroup` never done,
+//! two threads taking two mutexes in opposite orders while a third keeps running. A thread-mode
+//! crash that nothing catches prints `crash: NAME was not caught` and fails the run, so a missing
+//! check is never a pass.
 
 use core::hint::black_box;
 
@@ -27,10 +30,13 @@ pub enum Crash {
     OverflowIrqsOff,
     YieldHoldingLock,
     LockOrder,
+    DeadlockChan,
+    DeadlockWaitGroup,
+    DeadlockMutexCycle,
 }
 
 /// Every crash: its `crash=` name and what it does.
-pub const CRASHES: [(Crash, &str, &str); 10] = [
+pub const CRASHES: [(Crash, &str, &str); 13] = [
     (Crash::Panic, "panic", "a panic on g0 at boot"),
     (Crash::TripleFault, "triple-fault", "an empty IDT and a breakpoint: the CPU resets"),
     (Crash::Hang, "hang", "halts with interrupts disabled"),
@@ -41,6 +47,9 @@ pub const CRASHES: [(Crash, &str, &str); 10] = [
     (Crash::OverflowIrqsOff, "overflow-irqs-off", "a thread overflows its stack with interrupts disabled"),
     (Crash::YieldHoldingLock, "yield-holding-lock", "a thread yields while holding a spin lock"),
     (Crash::LockOrder, "lock-order", "a thread takes two spin locks against the lock order"),
+    (Crash::DeadlockChan, "deadlock-chan", "a thread receives on a channel nobody sends on; the first thread joins it"),
+    (Crash::DeadlockWaitGroup, "deadlock-waitgroup", "a thread waits for a WaitGroup nobody marks done; joined"),
+    (Crash::DeadlockMutexCycle, "deadlock-abba", "two threads take mutexes A, B in opposite orders; a third runs on"),
 ];
 
 impl Crash {
@@ -54,7 +63,15 @@ impl Crash {
 
     /// Does this crash happen inside a thread (the scheduler runs), rather than at boot?
     pub fn in_thread(self) -> bool {
-        matches!(self, Crash::OverflowIrqsOff | Crash::YieldHoldingLock | Crash::LockOrder)
+        matches!(
+            self,
+            Crash::OverflowIrqsOff
+                | Crash::YieldHoldingLock
+                | Crash::LockOrder
+                | Crash::DeadlockChan
+                | Crash::DeadlockWaitGroup
+                | Crash::DeadlockMutexCycle
+        )
     }
 }
 
@@ -86,7 +103,7 @@ pub fn at_boot(crash: Crash) -> ! {
             unsafe { core::arch::asm!("int {v}", v = const crate::arch::vectors::TEST_RECURSE) };
         }
         Crash::SwitchOnG0 => crate::sched::yield_now(),
-        Crash::OverflowIrqsOff | Crash::YieldHoldingLock | Crash::LockOrder => in_thread(crash),
+        _ => in_thread(crash),
     }
     not_caught(crash)
 }
@@ -116,9 +133,43 @@ pub fn in_thread(crash: Crash) -> ! {
             let outer = OUTER.lock();
             drop((outer, inner));
         }
+        Crash::DeadlockChan => {
+            let never = crate::sync::chan::<u64>(0);
+            let receiver = never.clone();
+            let _ = crate::sched::spawn("receiver", move || receiver.recv()).join();
+        }
+        Crash::DeadlockWaitGroup => {
+            static GROUP: crate::sync::WaitGroup = crate::sync::WaitGroup::new();
+            GROUP.add(1);
+            let _ = crate::sched::spawn("waiter", || GROUP.wait()).join();
+        }
+        Crash::DeadlockMutexCycle => abba(),
         other => at_boot(other),
     }
     not_caught(crash)
+}
+
+/// Two threads take mutexes A and B in opposite orders, each pausing with the first one held, so
+/// that each ends up waiting for the other; this thread keeps running (sleeping and waking), so
+/// not all threads are asleep: only the wait-for graph shows the cycle.
+fn abba() {
+    use alloc::sync::Arc;
+    use core::time::Duration;
+    let a = Arc::new(crate::sync::Mutex::new(0u64));
+    let b = Arc::new(crate::sync::Mutex::new(0u64));
+    let take = |name, first: Arc<crate::sync::Mutex<u64>>, second: Arc<crate::sync::Mutex<u64>>| {
+        crate::sched::spawn(name, move || {
+            let mut held = first.lock();
+            crate::sched::sleep(Duration::from_millis(10));
+            *held += *second.lock();
+        })
+    };
+    let one = take("abba-1", a.clone(), b.clone());
+    let two = take("abba-2", b, a);
+    let end = crate::time::now() + Duration::from_secs(5);
+    while crate::time::now() < end && !(one.is_finished() && two.is_finished()) {
+        crate::sched::sleep(Duration::from_millis(1));
+    }
 }
 
 fn not_caught(crash: Crash) -> ! {

@@ -11,7 +11,7 @@
 //! 4. memory: `mm`
 //! 3. reports: `fatal` (the fatal report, backtraces)
 //! 2. the records: `records` (`G`, `PerCpu`, spin locks, the context switch and trap entry
-//!    stubs), `console`
+//!    stubs), `console`, `trace` (the scheduler trace's rings)
 //! 1. the machine: `arch`, `time`, `rand`
 //!
 //! The assembly on floor 2 enters the floors above through named doors, not imports:
@@ -41,6 +41,7 @@ mod time;
 // Floor 2
 mod console;
 mod records;
+mod trace;
 // Floor 3
 mod fatal;
 // Floor 4
@@ -203,6 +204,11 @@ extern "C" fn kernel_main(_: usize) -> ! {
     }
     let online = percpu::CPUS_ONLINE.load(Ordering::Relaxed);
     sched::vcpu_share::configure(cmdline.vcpu_share && online > 1, tsc_hz);
+    fatal::set_threads_report(sched::traceback::print_all_stopped);
+    sched::monitor::configure(cmdline.schedtrace_ms, cmdline.watchdog_s);
+    if cmdline.trace {
+        trace::start(cmdline.trace_kib, online as usize);
+    }
     console::on_exit(sched::explore::report);
     if let Err(why) = configure_explorer(cmdline, online) {
         println!("explore: error: {why}");

@@ -4,7 +4,8 @@
 //! lines typed on the serial line. The shell is an ordinary thread: while it waits for input it
 //! sleeps (polling the UART every few milliseconds), so other threads keep running.
 //!
-//! Commands: `help`, `ps` (every thread: id, name, state, what it waits on, stack), `stats`,
+//! Commands: `help`, `ps` (every thread: id, name, state, what it waits on, stack), `bt` (every
+//! thread's traceback, `sched::traceback`), `stats`,
 //! `mem`, `sieve N` (the prime sieve again, with N threads), `spin N` (N threads that spin for
 //! a second: watch preemption in `stats`), `exit`.
 
@@ -130,8 +131,9 @@ pub fn run() -> ! {
         };
         match words.next() {
             None => {}
-            Some("help") => crate::println!("commands: ps, stats, mem, sieve [N], spin [N], exit"),
+            Some("help") => crate::println!("commands: ps, bt, stats, mem, sieve [N], spin [N], exit"),
             Some("ps") => ps(),
+            Some("bt") => crate::sched::traceback::print_all(),
             Some("stats") => crate::stats::print(),
             Some("mem") => mem(),
             Some("sieve") => match number(words.next(), 100, 5000) {

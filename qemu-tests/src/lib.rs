@@ -1,6 +1,7 @@
 //! Prologue's host test suite: what `cargo test` runs besides the host crates' unit tests.
 //!
-//! Two test programs use this library, both with the `libtest-mimic` harness:
+//! The test programs that use this library have the `libtest-mimic` harness (`tests/visible.rs`,
+//! the trace, tracebacks and deadlock reports, and `tests/stress.rs` use it the same way):
 //!
 //! - `tests/ktests.rs`: every in-kernel test ("ktest") as its own host test, once per kernel
 //!   configuration (`bios-smp1::sync::chan::close_wakes_receivers`, ...), plus one ktest booted

@@ -6,6 +6,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod cpu;
+pub mod debugcon;
 pub mod fwcfg;
 pub mod gdt;
 pub mod phys;

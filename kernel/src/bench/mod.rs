@@ -24,6 +24,7 @@ mod measure;
 mod memory;
 mod scheduling;
 mod sync;
+mod tracing;
 
 use alloc::vec::Vec;
 
@@ -31,6 +32,7 @@ use measure::Figure;
 use memory::*;
 use scheduling::*;
 use sync::*;
+use tracing::*;
 
 /// One benchmark: its name, what its timed region holds, and the function that runs it.
 struct Bench {
@@ -142,6 +144,18 @@ const BENCHES: &[Bench] = &[
         name: "call_heavy",
         about: "recursive `fib(24)`, almost nothing but calls and returns; per call (150,049 calls, computed)",
         run: call_heavy,
+    },
+    Bench {
+        name: "trace_event_off",
+        about: "100,000 scheduler-trace call sites (`trace::idle`) with the trace off: the inlined load and branch; \
+                per event not recorded",
+        run: trace_event_off,
+    },
+    Bench {
+        name: "trace_event_on",
+        about: "100,000 scheduler-trace events (`trace::idle`) recorded into this CPU's 64 KiB ring (the trace turned \
+                on for the loop only): per event",
+        run: trace_event_on,
     },
     Bench {
         name: "thread_records_release",

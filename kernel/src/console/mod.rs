@@ -83,12 +83,20 @@ pub fn on_exit(report: fn()) {
     EXIT_REPORT.call_once(|| report);
 }
 
-/// Ends the run: prints the registered end-of-run report, then the kernel's final line
-/// (`prologue: exit success` or `... failure`, which the runner requires as well as QEMU's exit
-/// status) and leaves QEMU.
+/// Ends the run: prints the registered end-of-run report, sends the scheduler trace out if it
+/// was on (`trace::dump`), prints the kernel's final line (`prologue: exit success` or `...
+/// failure`, which the runner requires as well as QEMU's exit status) and leaves QEMU.
 pub fn exit(code: crate::arch::qemu::ExitCode) -> ! {
     if let Some(report) = EXIT_REPORT.get() {
         report();
+    }
+    if let Some(d) = crate::trace::dump() {
+        crate::println!(
+            "trace: {} events of {} CPU(s) sent to the debug console ({} older ones overwritten)",
+            d.kept,
+            d.cpus,
+            d.overwritten
+        );
     }
     match code {
         crate::arch::qemu::ExitCode::Success => crate::println!("prologue: exit success"),

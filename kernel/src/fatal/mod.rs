@@ -10,6 +10,11 @@
 //! The report is the last output: the console is written without its lock from here on (the
 //! other CPUs are stopped by an NMI), and the QEMU exit follows.
 //!
+//! After its own report, a fatal report prints every thread with its stack (Go's
+//! `GOTRACEBACK=all`), through the function the scheduler registers at boot
+//! (`set_threads_report`: the scheduler is floors above, so it registers itself rather than
+//! being named here).
+//!
 //! Also here, because every report needs them: backtraces (`backtrace`) and the report of a
 //! trap (`report_trap`), which the exception policy prints before it kills a thread too.
 
@@ -40,6 +45,15 @@ static mut FATAL_STACK: FatalStack = FatalStack([0; FATAL_STACK_SIZE]);
 
 /// The context of a fatal report: prologue checks disabled (`stackguard0` = 0).
 static GFATAL: G = G::system(GKind::Critical);
+
+/// Prints every thread in a fatal report (set once at boot by `set_threads_report`).
+static THREADS_REPORT: spin::Once<fn()> = spin::Once::new();
+
+/// Registers `report` to print every thread after a fatal report's own text. It runs on the
+/// fatal stack with every other CPU stopped, and must not take locks another CPU may hold.
+pub fn set_threads_report(report: fn()) {
+    THREADS_REPORT.call_once(|| report);
+}
 
 /// Is a fatal report under way (on any CPU)?
 pub fn in_progress() -> bool {
@@ -141,6 +155,9 @@ extern "C" fn run_report(report: *mut u8) -> ! {
     let report = unsafe { &mut *(report as *mut &mut dyn FnMut()) };
     crate::println!();
     report();
+    if let Some(threads) = THREADS_REPORT.get() {
+        threads();
+    }
     crate::println!("kernel stopped by a fatal error");
     crate::console::exit(crate::arch::qemu::ExitCode::Failure)
 }

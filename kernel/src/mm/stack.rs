@@ -392,6 +392,7 @@ fn grow_mapped(g: &G, sp: usize) -> Result<(), GrowError> {
         g.stackguard0.store(new_lo + STACK_GUARD, Ordering::Relaxed);
     }
     g.stack_growths.fetch_add(1, Ordering::Relaxed);
+    crate::trace::stack_grown(g, stack.top - stack.mapped_lo);
     crate::records::percpu::this_cpu().counters.stack_growths.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -61,18 +61,6 @@ impl Default for ThreadExplore {
     }
 }
 
-/// Why a thread stopped running, as mixed into the schedule digest.
-#[repr(u8)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Stop {
-    /// Switched in (the other half of every switch).
-    Run = 1,
-    Yield = 2,
-    Park = 3,
-    Preempt = 4,
-    Exit = 5,
-}
-
 /// Per-CPU explorer state.
 pub struct CpuExplore {
     /// The schedule digest of this CPU so far: a hash of its sequence of (thread, stop) events.

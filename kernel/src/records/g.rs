@@ -19,7 +19,7 @@
 //!   non-zero, and never parks or exits with it non-zero.
 
 use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes between a stack's lowest usable address and its guard. Must cover the largest frame
 /// allocated between two checks (bigger frames probe page by page and hit unmapped memory),
@@ -225,8 +225,15 @@ pub struct G {
     pub sched_link: Cell<*mut G>,
     /// The CPU this thread must run on, or `NOT_PINNED`.
     pub pinned: AtomicU32,
-    /// The lock `park` hands to g0 to release once the thread is parked.
+    /// The lock `park` hands to g0 to release once the thread is parked. It lies inside the
+    /// object the thread waits on, so while the thread is parked it also names that object (in
+    /// tracebacks and deadlock reports).
     pub park_lock: UnsafeCell<*const ()>,
+    /// While the thread is parked on a `Mutex`: that mutex's owner field, which says who holds
+    /// what this thread waits for (the wait-for graph of `sched::deadlock`); null otherwise.
+    pub wait_owner: AtomicPtr<AtomicPtr<G>>,
+    /// The CPU the thread runs on, or ran on last (written by `execute`).
+    pub last_cpu: AtomicU32,
 
     // ---- identity and lifetime (threads) ----
     /// `LIVE_RECORD` while the record is allocated; cleared just before it is freed (so a stale
@@ -317,6 +324,8 @@ impl G {
             preempt_tick: AtomicU64::new(0),
             sched_link: Cell::new(core::ptr::null_mut()),
             park_lock: UnsafeCell::new(core::ptr::null()),
+            wait_owner: AtomicPtr::new(core::ptr::null_mut()),
+            last_cpu: AtomicU32::new(0),
             pinned: AtomicU32::new(NOT_PINNED),
             live: AtomicU64::new(LIVE_RECORD),
             id: Cell::new(0),

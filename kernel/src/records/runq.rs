@@ -57,6 +57,11 @@ impl LocalRunQueue {
         self.len() == 0
     }
 
+    /// Is a thread in `runnext` (a snapshot)?
+    pub fn has_runnext(&self) -> bool {
+        !self.runnext.load(Ordering::Acquire).is_null()
+    }
+
     /// Queues `g`; with `next`, into `runnext` (pushing its old occupant to the ring). If the
     /// ring is full, half of it moves to the global queue.
     ///

@@ -21,6 +21,9 @@ pub static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
 
 /// Marks `cpu` idle (before its last look for work) or busy.
 pub fn set_idle(cpu: &PerCpu, idle: bool) {
+    if idle {
+        crate::trace::idle();
+    }
     cpu.idle.store(idle, Ordering::SeqCst);
     if idle {
         IDLE_CPUS.fetch_or(1 << cpu.id, Ordering::SeqCst);
@@ -84,6 +87,7 @@ pub fn steal(cpu: &PerCpu) -> Option<&'static G> {
                 continue;
             }
             if let Some(g) = victim.runq.steal_into(&cpu.runq, round == ROUNDS - 1) {
+                crate::trace::stolen(g, victim.id);
                 return Some(g);
             }
         }

@@ -158,6 +158,7 @@ impl fmt::Display for OverflowLine<'_> {
 /// it and why, and the backtrace; counts it.
 pub fn report_overflow(g: &G, rsp: usize, caught_by: fmt::Arguments<'_>, trace: &Backtrace) {
     crate::records::percpu::this_cpu_unchecked().counters.overflows.fetch_add(1, Ordering::Relaxed);
+    crate::trace::overflowed(g, rsp);
     crate::println!("{}", OverflowLine { g, rsp });
     crate::println!("  caught by {caught_by}");
     trace.print();

@@ -32,12 +32,16 @@
 //! digest, recorded points), `timer` (the timer heaps' operations), `queue` (`ready`,
 //! `runq_put`), `schedule` (the scheduler loop), `park` (park, yield, sleep), `preempt` (the whole
 //! preemption story), `thread` (spawn, join, exit), `death` (the rule for dying alone, overflow
-//! reports, death hooks), `stackguard` (the prologue hook and its slow path). This file only
-//! names them and the scheduler's API.
+//! reports, death hooks), `stackguard` (the prologue hook and its slow path). Beside them, for
+//! seeing the scheduler: `traceback` (every thread's stack), `deadlock` (all threads asleep, mutex
+//! cycles), `monitor` (`schedtrace=`, `watchdog=`). This file only names them and the scheduler's
+//! API.
 
 pub mod balance;
+pub mod deadlock;
 pub mod death;
 pub mod explore;
+pub mod monitor;
 pub mod park;
 pub mod preempt;
 mod preempt_tests;
@@ -48,6 +52,7 @@ pub mod stackguard;
 mod tests;
 pub mod thread;
 pub mod timer;
+pub mod traceback;
 pub mod vcpu_share;
 
 pub use park::{park, sleep, yield_now};

@@ -6,7 +6,6 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use crate::records::explore::Stop;
 use crate::records::g::{G, GState, WaitReason};
 use crate::records::percpu::{current, this_cpu};
 use crate::records::spin::ParkUnlock;
@@ -15,6 +14,7 @@ use crate::records::timer_heap::Action;
 use crate::sched::queue::runq_put;
 use crate::sched::schedule::{check_locks_at_switch, schedule};
 use crate::sched::timer;
+use crate::trace::Stop;
 
 /// Parks the current thread until someone calls `ready` on it (Go's `gopark`).
 ///
@@ -42,8 +42,8 @@ extern "C" fn park_m<L: ParkUnlock>(g: &'static G) -> ! {
     check_locks_at_switch(g, lock.lock_count(), "park");
     g.locks.store(0, Ordering::Relaxed);
     g.parks.fetch_add(1, Ordering::Relaxed);
-    crate::sched::explore::digest::note(this_cpu(), g, Stop::Park);
     g.transition(GState::Running, GState::Waiting);
+    crate::sched::explore::digest::stopped(this_cpu(), g, Stop::Park);
     // SAFETY: the thread holds the lock through a forgotten guard, and it is parked now.
     unsafe { lock.unlock_parked(g) };
     schedule()
@@ -60,7 +60,7 @@ extern "C" fn yield_m(g: &'static G) -> ! {
     check_locks_at_switch(g, 0, "yield_now");
     g.transition(GState::Running, GState::Runnable);
     let cpu = this_cpu();
-    crate::sched::explore::digest::note(cpu, g, Stop::Yield);
+    crate::sched::explore::digest::stopped(cpu, g, Stop::Yield);
     if crate::sched::explore::pct_active() {
         crate::sched::explore::pct::yielded(g);
     }

@@ -24,6 +24,7 @@ use crate::records::g::{G, STACK_PREEMPT};
 use crate::records::percpu::{PerCpu, current, this_cpu};
 use crate::records::switch::mcall;
 use crate::records::trap_entry::TrapFrame;
+use crate::trace::Stop;
 
 /// How the timer preempts (`preempt=` on the command line).
 #[repr(u8)]
@@ -113,6 +114,7 @@ fn timer_tick(frame: &mut TrapFrame) {
     crate::sched::vcpu_share::at_scheduling_point(cpu);
     cpu.counters.ticks.fetch_add(1, Ordering::Relaxed);
     let now = cpu.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    crate::sched::monitor::at_tick(cpu, frame);
     let mode = mode();
     let g = frame.interrupted();
     if !g.is_thread() {
@@ -152,16 +154,17 @@ pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool, r
         g.preempt.store(false, Ordering::Relaxed);
         cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
         crate::sched::explore::replay::cover(rip);
-        preempt_m(g);
+        preempt_m(g, Stop::PreemptCoop);
     }
     cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+    crate::trace::deferred(g, false);
 }
 
-/// Preempts switched-out thread `g`: it goes to the global queue (Go's `gopreempt_m`; under PCT,
-/// back among the runnable threads by priority).
-pub fn preempt_m(g: &'static G) -> ! {
+/// Preempts switched-out thread `g` (`why`: which kind of preemption): it goes to the global
+/// queue (Go's `gopreempt_m`; under PCT, back among the runnable threads by priority).
+pub fn preempt_m(g: &'static G, why: Stop) -> ! {
     g.transition(crate::records::g::GState::Running, crate::records::g::GState::Runnable);
-    crate::sched::explore::digest::note(this_cpu(), g, crate::records::explore::Stop::Preempt);
+    crate::sched::explore::digest::stopped(this_cpu(), g, why);
     if crate::sched::explore::pct_active() {
         crate::sched::explore::pct::put(g);
     } else if g.pinned.load(Ordering::Relaxed) == crate::records::g::NOT_PINNED {
@@ -181,6 +184,7 @@ fn inject_async_preemption(frame: &mut TrapFrame) -> bool {
     let rsp = frame.rsp as usize;
     if !g.preemptible(frame.interrupts_were_enabled()) || rsp < lo + ASYNC_PREEMPT_STACK {
         this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        crate::trace::deferred(g, true);
         return false;
     }
     let new_rsp = rsp - 8;
@@ -193,6 +197,7 @@ fn inject_async_preemption(frame: &mut TrapFrame) -> bool {
     // The routine yields explicitly: keep its own prologue from taking the request first.
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
     this_cpu().counters.preempt_async.fetch_add(1, Ordering::Relaxed);
+    crate::trace::async_injected(g);
     true
 }
 
@@ -270,5 +275,5 @@ pub extern "C" fn async_preempted() {
 }
 
 extern "C" fn async_preempt_m(g: &'static G) -> ! {
-    preempt_m(g)
+    preempt_m(g, Stop::PreemptAsync)
 }

@@ -39,6 +39,8 @@ fn put_pinned(cpu: &PerCpu, g: &'static G) {
 pub fn ready(g: &'static G) {
     g.transition(GState::Waiting, GState::Runnable);
     g.wait_reason.set(WaitReason::None);
+    g.wait_owner.store(core::ptr::null_mut(), Ordering::Relaxed);
     let _irq = IrqGuard::new();
+    crate::trace::readied(g);
     runq_put(this_cpu(), g, true);
 }

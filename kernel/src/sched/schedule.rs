@@ -99,7 +99,8 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
         cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
-    crate::sched::explore::digest::note(cpu, g, crate::records::explore::Stop::Run);
+    g.last_cpu.store(cpu.id, Ordering::Relaxed);
+    crate::sched::explore::digest::started(cpu, g, inherit);
     // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
     unsafe { gogo(g) }
 }
@@ -193,6 +194,7 @@ fn idle(cpu: &PerCpu) {
         || timer::due(cpu)
         || crate::sched::explore::pct::has_ready();
     if !work {
+        crate::sched::deadlock::at_idle(cpu);
         crate::arch::cpu::enable_and_halt_then_disable();
     }
     crate::sched::balance::set_idle(cpu, false);

@@ -210,7 +210,7 @@ extern "C" fn newstack(g: &'static G) -> ! {
             crate::sched::explore::at_forced_point(cpu, g, preemptible, rip, caller)
         {
             g.preempt.store(false, Ordering::Relaxed);
-            crate::sched::preempt::preempt_m(g);
+            crate::sched::preempt::preempt_m(g, crate::trace::Stop::PreemptForced);
         }
         if !g.preempt.load(Ordering::Relaxed) {
             g.stackguard0.store(g.real_guard(), Ordering::Relaxed);

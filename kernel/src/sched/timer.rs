@@ -43,6 +43,11 @@ pub fn take_due(cpu: &PerCpu) -> Option<Action> {
     let mut timers = cpu.timers.lock();
     let action = timers.pop_due(now);
     cpu.next_timer_tsc.store(timers.next_due(), Ordering::Relaxed);
+    match &action {
+        Some(Action::Wake(g)) => crate::trace::timer_fired(Some(g)),
+        Some(Action::Call { .. }) => crate::trace::timer_fired(None),
+        None => {}
+    }
     action
 }
 

@@ -54,6 +54,13 @@ pub(super) fn print_bugs() {
     }
 }
 
+/// Ends a failed torture run: every thread's traceback (what each was doing when the failure was
+/// seen), then the failure exit.
+fn failed() -> ! {
+    crate::sched::traceback::print_all();
+    exit(ExitCode::Failure)
+}
+
 /// The torture test: runs for `seconds`, then reports `stress: SUCCESS (...)` or
 /// `stress: FAILURE: reason` and exits QEMU. Runs as the first thread.
 pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
@@ -90,7 +97,7 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
         Ok(summary) => summary,
         Err(reason) => {
             crate::println!("stress: FAILURE: {reason}");
-            exit(ExitCode::Failure)
+            failed()
         }
     };
     // Timeouts whose `select!` was won by the other case still hold their channels until
@@ -102,7 +109,7 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
             "stress: FAILURE: {threads_after} threads alive after the run, {threads_before} before: \
              a thread was not joined"
         );
-        exit(ExitCode::Failure);
+        failed();
     }
     let end = Baseline::take();
     if end != base {
@@ -114,11 +121,11 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
             base.frames_used,
             base.heap_used
         );
-        exit(ExitCode::Failure);
+        failed();
     }
     if let Err(reason) = check_work(&summary, seconds, cpus) {
         crate::println!("stress: FAILURE: {reason}");
-        exit(ExitCode::Failure);
+        failed();
     }
     let Summary { elapsed, ops, counter, during: t } = summary;
     let mut line = format!("stress: SUCCESS ({:.1} s, {} ops:", elapsed.as_secs_f64(), ops.iter().sum::<u64>());

@@ -8,14 +8,19 @@
 //! stop between the two (`sync::wake_tests`). (A thread holding this mutex can be preempted and
 //! can park: unlike a spin lock it does not raise the non-preemptible depth.)
 //!
+//! The mutex also records its holder (`owner`, set once the lock is taken, cleared before it is
+//! let go), and a thread that parks on it publishes where that record is (`G::wait_owner`): the
+//! wait-for graph in which `sched::deadlock` finds cycles, and the "held by" of tracebacks.
+//!
 //! Invariant: if any thread is parked in `waiters`, the state is 2 or a wake-up is on its way.
-//! A thread that dies holding the mutex leaves it locked (there is no unwinding).
+//! `owner` is the holder or null (never a former holder). A thread that dies holding the mutex
+//! leaves it locked (there is no unwinding).
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use crate::records::g::WaitReason;
+use crate::records::g::{G, WaitReason};
 use crate::records::percpu::current;
 use crate::records::spin::{Rank, SpinLock};
 use crate::sync::waitq::{WaitNode, WaitQueue};
@@ -29,6 +34,8 @@ const SPINS: u32 = 64;
 
 pub struct Mutex<T> {
     state: AtomicU32,
+    /// The holder, once it has taken the lock (null while free or just taken).
+    owner: AtomicPtr<G>,
     waiters: SpinLock<WaitQueue>,
     data: UnsafeCell<T>,
 }
@@ -47,6 +54,7 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU32::new(UNLOCKED),
+            owner: AtomicPtr::new(core::ptr::null_mut()),
             waiters: SpinLock::new(Rank::Object, WaitQueue::new()),
             data: UnsafeCell::new(value),
         }
@@ -58,6 +66,7 @@ impl<T> Mutex<T> {
         if self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {
             self.lock_slow();
         }
+        self.owner.store(current() as *const G as *mut G, Ordering::Relaxed);
         MutexGuard { mutex: self }
     }
 
@@ -78,7 +87,11 @@ impl<T> Mutex<T> {
             if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return;
             }
-            let node = WaitNode::new(current());
+            let me = current();
+            // Say whom we wait for, then look for a cycle of waits through us (`ready` clears it).
+            me.wait_owner.store(&self.owner as *const AtomicPtr<G> as *mut AtomicPtr<G>, Ordering::SeqCst);
+            crate::sched::deadlock::check_mutex_cycle(me);
+            let node = WaitNode::new(me);
             waiters.push(&node);
             crate::sched::park(WaitReason::MutexLock, waiters.into_parked());
         }
@@ -105,6 +118,7 @@ impl<T> Mutex<T> {
 
     #[inline(always)]
     fn unlock(&self) {
+        self.owner.store(core::ptr::null_mut(), Ordering::Relaxed);
         if self.state.compare_exchange(LOCKED, UNLOCKED, Ordering::Release, Ordering::Relaxed).is_err() {
             self.unlock_contended();
         }

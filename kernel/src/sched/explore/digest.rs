@@ -1,5 +1,5 @@
 //! The schedule digest: a hash of the sequence of switches each CPU made, (thread, why) for
-//! every thread switched in and out, printed at the end of every run. Two runs with the same
+//! every thread switched in and out (recorded here, once, for the digest and the trace), printed at the end of every run. Two runs with the same
 //! digest ran the same schedule (up to a hash collision); under `--icount` at `--smp 1` the
 //! same image, command line and seed must give the same digest, which the replay tests check.
 //!
@@ -9,9 +9,9 @@
 //!
 //! Invariant: `note` runs on the CPU whose digest it updates, on g0 or with interrupts off.
 
-use crate::records::explore::Stop;
 use crate::records::g::G;
 use crate::records::percpu::PerCpu;
+use crate::trace::Stop;
 
 /// One step of the hash: FNV-1a's multiply over a 64-bit word, with a final avalanche.
 #[inline(always)]
@@ -20,12 +20,27 @@ pub fn mix(hash: u64, word: u64) -> u64 {
     h ^ (h >> 29)
 }
 
-/// Mixes one switch event of `cpu` into its digest: `g` was switched in (`Stop::Run`) or out.
+/// Mixes one switch event of `cpu` into its digest: `g` with why it stopped, 0 if it started.
 #[inline(always)]
-pub fn note(cpu: &PerCpu, g: &G, why: Stop) {
-    let event = (g.id.get() << 8) | why as u64;
+fn note(cpu: &PerCpu, g: &G, why: u64) {
+    let event = (g.id.get() << 8) | why;
     cpu.explore.digest.set(mix(cpu.explore.digest.get(), event));
     cpu.explore.events.set(cpu.explore.events.get() + 1);
+}
+
+/// `g` stops running on `cpu`, for `why`: the one record of a switch out, for the digest and,
+/// when it is on, the trace.
+#[inline(always)]
+pub fn stopped(cpu: &PerCpu, g: &G, why: Stop) {
+    note(cpu, g, why as u64);
+    crate::trace::stopped(g, why);
+}
+
+/// `g` starts running on `cpu` (`inherit`: in the time slice of the thread before it).
+#[inline(always)]
+pub fn started(cpu: &PerCpu, g: &G, inherit: bool) {
+    note(cpu, g, 0);
+    crate::trace::started(g, inherit);
 }
 
 /// The digest of the whole run so far, and the number of events in it: the CPUs' digests

@@ -23,8 +23,19 @@ pub(super) fn exit_now() -> ! {
 pub fn exit_dead(death: Death) -> ! {
     let g = current();
     crate::sched::death::run_death_hooks(g);
-    g.exit.inner.lock().death = Some(death);
+    record_death(g, death);
     exit_now()
+}
+
+/// Keeps `death` for `g`'s join handle (and notes it in the trace).
+fn record_death(g: &G, death: Death) {
+    let how = match death {
+        Death::Panic(_) => crate::trace::DeathKind::Panic,
+        Death::Fault { .. } => crate::trace::DeathKind::Fault,
+        Death::StackOverflow { .. } => crate::trace::DeathKind::StackOverflow,
+    };
+    crate::trace::died(g, how);
+    g.exit.inner.lock().death = Some(death);
 }
 
 /// Where a thread killed by a trap resumes (see `kill_from_trap`).
@@ -56,7 +67,7 @@ pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
     // Here, in the exception handler, the thread's stack is still as it was (its hooks intact),
     // and the thread may die alone: nothing is half-changed for the hooks to trip over.
     crate::sched::death::run_death_hooks(g);
-    g.exit.inner.lock().death = Some(death);
+    record_death(g, death);
     let (_, hi) = g.stack_bounds();
     frame.rsp = (hi - 256) as u64;
     frame.rbp = 0;
@@ -66,7 +77,7 @@ pub fn kill_from_trap(frame: &mut TrapFrame, death: Death) {
 /// Kills switched-out thread `g` from g0 (stack-overflow path).
 pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
     crate::sched::death::run_death_hooks(g);
-    g.exit.inner.lock().death = Some(death);
+    record_death(g, death);
     exit_m(g)
 }
 
@@ -74,8 +85,8 @@ pub fn kill_on_g0(g: &'static G, death: Death) -> ! {
 /// reference, schedule.
 extern "C" fn exit_m(g: &'static G) -> ! {
     crate::sched::schedule::check_locks_at_switch(g, 0, "exit");
-    crate::sched::explore::digest::note(crate::records::percpu::this_cpu(), g, crate::records::explore::Stop::Exit);
     g.transition(GState::Running, GState::Dead);
+    crate::sched::explore::digest::stopped(crate::records::percpu::this_cpu(), g, crate::trace::Stop::Exit);
     if let Some(stack) = g.stack.take() {
         stack::free(stack);
     }

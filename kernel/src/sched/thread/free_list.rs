@@ -82,6 +82,21 @@ pub fn for_each_thread(mut f: impl FnMut(&'static G)) {
     }
 }
 
+/// `for_each_thread` without the list's lock, for a fatal report: the other CPUs are stopped,
+/// and one of them may have stopped holding the lock. `f` must not block.
+///
+/// # Safety
+/// Every other CPU is stopped (nothing can free or add a record meanwhile).
+pub unsafe fn for_each_thread_stopped(mut f: impl FnMut(&'static G)) {
+    // SAFETY: by the contract nobody else touches the list now.
+    let all = unsafe { ALL.data_raw() };
+    for &g in all.iter() {
+        if g.is_live_record() && !matches!(g.state(), GState::Idle) {
+            f(g);
+        }
+    }
+}
+
 /// Number of live (not recycled) threads.
 pub fn live_threads() -> usize {
     let mut n = 0;

@@ -21,7 +21,7 @@
 //! with the thread no longer on its stack.
 
 mod exit;
-mod free_list;
+pub mod free_list;
 mod join;
 mod spawn;
 

@@ -130,6 +130,7 @@ where
     let cpu = this_cpu();
     cpu.counters.spawns.fetch_add(1, Ordering::Relaxed);
     crate::sched::explore::on_spawn(cpu, current(), g);
+    crate::trace::created(g);
     crate::sched::queue::runq_put(cpu, g, true);
     Ok(JoinHandle { g, _result: PhantomData })
 }
