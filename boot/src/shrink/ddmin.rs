@@ -85,7 +85,9 @@ mod tests {
             c.contains(&17) && c.contains(&733)
         };
         assert_eq!(ddmin(items, 2, fails, |_, _| {}), [17, 733]);
-        assert!(runs.load(Ordering::Relaxed) < 120, "{} runs", runs.load(Ordering::Relaxed));
+        // Far fewer runs than trying the 1,000 items one by one (with two jobs, a round may run one
+        // candidate past the first that fails).
+        assert!(runs.load(Ordering::Relaxed) < 200, "{} runs", runs.load(Ordering::Relaxed));
     }
 
     #[test]

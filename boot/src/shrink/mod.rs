@@ -59,7 +59,8 @@ pub fn list_text(points: &[Point]) -> String {
     points.iter().map(|p| format!("{:x} {}\n", p.key, p.ordinal)).collect()
 }
 
-/// How a run failed, with numbers masked: two runs with the same signature failed the same way.
+/// How a run failed, with every number masked (`#`): two runs with the same signature failed the
+/// same way.
 pub fn signature(outcome: &Outcome, transcript: &str) -> Option<String> {
     if outcome.is_success() || matches!(outcome, Outcome::Stopped) {
         return None;
@@ -70,7 +71,15 @@ pub fn signature(outcome: &Outcome, transcript: &str) -> Option<String> {
             text.push_str(&format!("; {}: {reason}", test.name));
         }
     }
-    Some(text.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect())
+    let mut masked = String::with_capacity(text.len());
+    for c in text.chars() {
+        match (c.is_ascii_digit(), masked.ends_with('#')) {
+            (true, true) => {}
+            (true, false) => masked.push('#'),
+            (false, _) => masked.push(c),
+        }
+    }
+    Some(masked)
 }
 
 /// The kernel words of the run a replay line describes (a single stress run or a test run).
