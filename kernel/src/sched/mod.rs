@@ -35,6 +35,7 @@
 //! names them and the scheduler's API.
 
 pub mod balance;
+mod balance_tests;
 pub mod death;
 pub mod park;
 pub mod preempt;
