@@ -69,17 +69,25 @@ pub fn workspace_root() -> PathBuf {
 /// Builds `variant` and returns the path of the kernel ELF. With `quiet`, cargo's output is
 /// shown only if the build fails.
 pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
+    let root = workspace_root();
+    build_in(&root, &root.join("target").join("kernel"), variant, quiet)
+}
+
+/// Builds `variant` of the kernel of the source tree at `root` (another copy of this repository,
+/// such as a lab copy), in `targets/VARIANT`, and returns the path of the kernel ELF. Trees may
+/// share `targets` (the standard library and the dependencies are then built once), but only one
+/// at a time: each build replaces the ELF of the previous one.
+pub fn build_in(root: &Path, targets: &Path, variant: &Variant, quiet: bool) -> Result<PathBuf> {
     if variant.plain && !variant.release {
         bail!("the uninstrumented (plain) kernel exists only as a release build");
     }
     if variant.frame_pointers && !variant.plain {
         bail!("frame pointers are a choice only for the uninstrumented (plain) build: the hook forces them");
     }
-    let root = workspace_root();
-    let target_dir = root.join("target").join("kernel").join(variant.name());
+    let target_dir = targets.join(variant.name());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args(["build", "-p", "kernel", "--target", TARGET, "--profile", variant.profile()])
         .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
         .arg("--target-dir")

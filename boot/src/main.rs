@@ -100,6 +100,31 @@ enum Command {
         #[arg(long)]
         markdown: Option<std::path::PathBuf>,
     },
+    /// Grade a lab (or all): run its checks, print points per check, fail below full marks.
+    Grade(GradeArgs),
+    /// Write a student copy of the tree for a lab: its solution regions replaced by stubs.
+    LabCopy {
+        /// The lab's number.
+        lab: String,
+        /// A new (or empty) directory for the copy.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// `grade`'s arguments (see `boot::labs`).
+#[derive(Args)]
+struct GradeArgs {
+    /// The lab's number, or all.
+    lab: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Grade this tree (a collected student copy) instead of this one.
+    #[arg(long)]
+    tree: Option<std::path::PathBuf>,
+    /// With --tree: grade even if files outside the lab's regions changed.
+    #[arg(long)]
+    allow_changes: bool,
 }
 
 /// `--against` names: `go` or `linux`.
@@ -150,6 +175,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 markdown: markdown.clone(),
             };
             boot::bench::bench(&options)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The labs build and boot their own kernels (see `boot::labs`).
+        Command::Grade(args) => {
+            let options = boot::labs::GradeOptions {
+                which: args.lab.clone(),
+                json: args.json.clone(),
+                tree: args.tree.clone(),
+                allow_changes: args.allow_changes,
+            };
+            let full = boot::labs::grade_command(&options)?;
+            return Ok(if full { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::LabCopy { lab, dir } => {
+            boot::labs::lab_copy(lab, dir)?;
             return Ok(ExitCode::SUCCESS);
         }
     };

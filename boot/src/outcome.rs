@@ -27,6 +27,9 @@ pub enum Outcome {
     Timeout { seconds: u64, during: Option<String> },
     /// QEMU itself failed (bad option, missing file...).
     QemuError(String),
+    /// A test watchdog (`qemu::Watch`) stopped QEMU: `test` ran longer than `seconds`, or (`None`)
+    /// no test started for that long.
+    Stalled { seconds: u64, test: Option<String> },
 }
 
 impl Outcome {
@@ -50,6 +53,12 @@ impl fmt::Display for Outcome {
                 write!(f, "watchdog: the kernel did not finish within {seconds} s")
             }
             Outcome::QemuError(msg) => write!(f, "QEMU failed: {msg}"),
+            Outcome::Stalled { seconds, test: Some(test) } => {
+                write!(f, "watchdog: test {test} did not finish within {seconds} s (hung)")
+            }
+            Outcome::Stalled { seconds, test: None } => {
+                write!(f, "watchdog: no test started and the kernel did not finish within {seconds} s")
+            }
         }
     }
 }

@@ -253,7 +253,7 @@ ktest! {
     }
 }
 
-/// A chain of `n` calls with a 128-byte pad in each frame: about 10 KiB of stack for 64 calls,
+/// A chain of `n` calls with a 128-byte pad in each frame: about 40 KiB of stack for 256 calls,
 /// one prologue per call (the next call goes through a pointer the optimiser cannot follow).
 #[inline(never)]
 fn padded_chain(n: u32) -> u32 {
@@ -272,7 +272,7 @@ ktest! {
     /// whose stack grows under it still has every one of its prologues counted, after the
     /// growth as before it.
     fn a_growth_keeps_a_poisoned_guard() {
-        const N: u32 = 64;
+        const N: u32 = 256;
         let t = spawn("count-grower", || {
             let _irq = crate::arch::cpu::IrqGuard::new(); // no timer request may replace the poison
             let cpu = crate::records::percpu::this_cpu();

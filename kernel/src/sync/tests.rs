@@ -57,7 +57,7 @@ ktest! {
         };
         let deadline = crate::time::now() + Duration::from_secs(2);
         while !ch.has_waiters() {
-            assert!(!sender.is_finished(), "the sender returned although nobody received");
+            assert!(!sender.is_finished(), "the sender finished (returned or died) although nobody received");
             assert!(crate::time::now() < deadline, "the sender never parked on the unbuffered channel");
             yield_now();
         }
@@ -76,7 +76,7 @@ ktest! {
             spawn("rendezvous-receiver", move || ch.recv())
         };
         while ch.waiting_receivers() == 0 {
-            assert!(!receiver.is_finished(), "the receiver returned although nobody sent");
+            assert!(!receiver.is_finished(), "the receiver finished (returned or died) although nobody sent");
             assert!(crate::time::now() < deadline + Duration::from_secs(2), "the receiver never parked");
             yield_now();
         }
@@ -269,6 +269,7 @@ ktest! {
             })
             .collect();
         while !blocked.has_waiters() {
+            assert!(!receivers.iter().any(|r| r.is_finished()), "a receiver finished instead of waiting on the channel");
             yield_now();
         }
         blocked.close();
