@@ -141,6 +141,27 @@ mod tests {
     }
 
     #[test]
+    fn every_lab_page_names_its_checks() {
+        let root = crate::kernel::workspace_root();
+        let index = std::fs::read_to_string(root.join("docs/labs/README.md")).unwrap();
+        for lab in &LABS {
+            let page = std::fs::read_to_string(root.join(lab.page)).unwrap_or_else(|e| panic!("{}: {e}", lab.page));
+            for item in lab.items {
+                let name = item.check.name();
+                let name = if let catalog::Check::Test(test) = item.check { test.to_string() } else { name };
+                assert!(page.contains(&name), "{} does not name the graded check {name}", lab.page);
+            }
+            assert!(
+                page.contains(&format!("{} points", lab.max_points())),
+                "{} does not give the lab's points",
+                lab.page
+            );
+            let file = lab.page.rsplit('/').next().unwrap();
+            assert!(index.contains(file), "docs/labs/README.md does not link {file}");
+        }
+    }
+
+    #[test]
     fn this_tree_has_regions_for_every_lab() {
         let tree = copy::Tree::read(&crate::kernel::workspace_root()).unwrap();
         assert_eq!(tree.labs(), LABS.iter().map(|l| l.number).collect::<Vec<_>>());
