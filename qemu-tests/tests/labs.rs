@@ -80,10 +80,10 @@ fn copies() -> PathBuf {
     root().join("target").join("lab-copies")
 }
 
-/// Every kernel variant the labs build.
-fn variants() -> Vec<Variant> {
+/// The kernel variants `labs` build.
+fn variants(labs: &[&Lab]) -> Vec<Variant> {
     let mut v: Vec<Variant> = Vec::new();
-    for setup in LABS.iter().flat_map(|l| l.items).map(|i| i.setup) {
+    for setup in labs.iter().flat_map(|l| l.items).map(|i| i.setup) {
         let variant = Variant::with_features(setup.features);
         if !v.contains(&variant) {
             v.push(variant);
@@ -120,7 +120,7 @@ fn reference(log: &mut Log) -> Result<()> {
 /// The shared build directory of the copies, seeded once from the reference tree's builds.
 fn shared_targets() -> Result<PathBuf> {
     let shared = copies().join("kernel");
-    for variant in variants() {
+    for variant in variants(&LABS.iter().collect::<Vec<_>>()) {
         let to = shared.join(variant.name());
         if to.exists() {
             continue;
@@ -136,8 +136,9 @@ fn shared_targets() -> Result<PathBuf> {
 }
 
 /// Writes a copy of this tree for `lab` (its regions filled by `fill`) into a fresh directory
-/// `name`, builds its kernel variants in the shared directory, and returns where it is.
-fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>) -> Result<Source> {
+/// `name`, builds the kernel variants that grading `graded` needs in the shared directory, and
+/// returns where it is.
+fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>, graded: &[&Lab]) -> Result<Source> {
     let targets = shared_targets()?;
     let dir = copies().join(name);
     if dir.exists() {
@@ -146,7 +147,7 @@ fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>) -> Result<Source> {
     let tree = Tree::read(&root())?;
     write_copy(&tree, lab, &dir, fill)?;
     let written = SystemTime::now();
-    for variant in variants() {
+    for variant in variants(graded) {
         let elf = kernel::build_in(&dir, &targets, &variant, true)?;
         let built = std::fs::metadata(&elf)?.modified()?;
         ensure!(
@@ -160,8 +161,8 @@ fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>) -> Result<Source> {
 }
 
 fn student_copy(log: &mut Log, lab: &'static Lab) -> Result<()> {
-    let source = fresh_copy(lab.number, &format!("lab-{}", lab.number), &mut Fill::Stub)?;
     let labs: Vec<&'static Lab> = LABS.iter().collect();
+    let source = fresh_copy(lab.number, &format!("lab-{}", lab.number), &mut Fill::Stub, &labs)?;
     let grades = grade_labs(log, &source, &labs)?;
     for g in &grades {
         if g.number == lab.number {
@@ -200,13 +201,13 @@ fn known_wrong(
         changed |= edited != solution;
         edited
     };
-    let source = fresh_copy(lab, name, &mut Fill::With(&mut fill))?;
+    let graded = boot::labs::catalog::lab(lab).expect("a lab of the catalog");
+    let source = fresh_copy(lab, name, &mut Fill::With(&mut fill), &[graded])?;
     ensure!(
         changed,
         "the known-wrong edit '{name}' changed nothing: the lab {lab} regions no longer have the code it edits"
     );
-    let lab = boot::labs::catalog::lab(lab).expect("a lab of the catalog");
-    let grades = grade_labs(log, &source, &[lab])?;
+    let grades = grade_labs(log, &source, &[graded])?;
     let g = &grades[0];
     for item in &g.items {
         let should_lose = lost.iter().any(|l| item.check.ends_with(l));
