@@ -2,7 +2,7 @@
 //!
 //! `cargo run` builds the kernel, makes a disk image and boots it in QEMU with the serial port on
 //! this terminal. `cargo run -- test [FILTER]` runs the in-kernel tests; `stress` and `bench`
-//! run the torture test and the benchmarks. The exit status is 0 only if the kernel reported
+//! run the torture test and the benchmarks; `grade` and `lab-copy` serve the labs (`boot::labs`). The exit status is 0 only if the kernel reported
 //! success (and printed its final line); otherwise a one-line reason goes to stderr.
 
 use std::io::IsTerminal;
