@@ -100,6 +100,15 @@ pub enum Command {
         #[command(subcommand)]
         what: Option<Traced>,
     },
+    /// Grade a lab (or all): run its checks, print points per check, fail below full marks.
+    Grade(GradeArgs),
+    /// Write a student copy of the tree for a lab: its solution regions replaced by stubs.
+    LabCopy {
+        /// The lab's number.
+        lab: String,
+        /// A new (or empty) directory for the copy.
+        dir: PathBuf,
+    },
     /// Shrink a failing run to the few preemptions that make it fail: give it the arguments of
     /// the run's replay line (after `cargo run --`).
     Shrink {
@@ -130,6 +139,22 @@ pub enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+}
+
+/// `grade`'s arguments (see `boot::labs`).
+#[derive(Args, Debug, Clone)]
+pub struct GradeArgs {
+    /// The lab's number, or all.
+    pub lab: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Grade this tree (a collected student copy) instead of this one.
+    #[arg(long)]
+    pub tree: Option<PathBuf>,
+    /// With --tree: grade even if files outside the lab's regions changed.
+    #[arg(long)]
+    pub allow_changes: bool,
 }
 
 /// What `trace` runs.

@@ -69,29 +69,57 @@ pub fn workspace_root() -> PathBuf {
 /// Builds `variant` and returns the path of the kernel ELF. With `quiet`, cargo's output is
 /// shown only if the build fails.
 pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
+    let root = workspace_root();
+    build_in(&root, &root.join("target").join("kernel"), variant, quiet)
+}
+
+/// Builds `variant` of the kernel of the source tree at `root` (another copy of this repository,
+/// such as a lab copy), in `targets/VARIANT`, and returns the path of the kernel ELF. Trees may
+/// share `targets` (the standard library and the dependencies are then built once), one at a
+/// time.
+///
+/// Sharing needs care: cargo identifies a path package by its place in its workspace, so the
+/// kernel of two copies is "the same package", and it would call the second copy's kernel fresh
+/// (and hand back the first copy's ELF) whenever the second copy's files are older than that
+/// build. So each build directory records the tree it was last built from (`SOURCE_STAMP`), and a
+/// build for another tree first removes the kernel crate's own outputs (`cargo clean -p kernel`,
+/// about a second; the standard library and the dependencies stay).
+pub fn build_in(root: &Path, targets: &Path, variant: &Variant, quiet: bool) -> Result<PathBuf> {
     if variant.plain && !variant.release {
         bail!("the uninstrumented (plain) kernel exists only as a release build");
     }
     if variant.frame_pointers && !variant.plain {
         bail!("frame pointers are a choice only for the uninstrumented (plain) build: the hook forces them");
     }
-    let root = workspace_root();
-    let target_dir = root.join("target").join("kernel").join(variant.name());
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "-p", "kernel", "--target", TARGET, "--profile", variant.profile()])
+    let target_dir = targets.join(variant.name());
+    let this_tree = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+    let stamp = target_dir.join(SOURCE_STAMP);
+    let built_from = std::fs::read_to_string(&stamp).ok().map(PathBuf::from);
+    // A directory without a stamp is this runner's own from before stamps, or a copy of one.
+    let ours = || workspace_root().canonicalize().is_ok_and(|w| w == this_tree);
+    let stale = match &built_from {
+        Some(from) => *from != this_tree,
+        None => target_dir.exists() && !ours(),
+    };
+    if stale {
+        let status = cargo_in(root)
+            .args(["clean", "-p", "kernel", "--target", TARGET, "--profile", variant.profile(), "--target-dir"])
+            .arg(&target_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running cargo clean -p kernel")?;
+        if !status.success() {
+            bail!("cleaning the kernel of another tree from {} failed: {status}", target_dir.display());
+        }
+    }
+    let mut cmd = cargo_in(root);
+    cmd.args(["build", "-p", "kernel", "--target", TARGET, "--profile", variant.profile()])
         .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
         .arg("--target-dir")
         .arg(&target_dir);
     if !variant.features.is_empty() {
         cmd.arg("--features").arg(variant.features.join(","));
-    }
-    // The outer cargo's settings must not leak into the kernel build.
-    for var in
-        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
-    {
-        cmd.env_remove(var);
     }
     let status = if quiet {
         let output =
@@ -110,5 +138,26 @@ pub fn build(variant: &Variant, quiet: bool) -> Result<PathBuf> {
     if !elf.exists() {
         bail!("the kernel build succeeded but {} is missing", elf.display());
     }
+    if built_from.as_ref() != Some(&this_tree) {
+        std::fs::write(&stamp, this_tree.display().to_string())
+            .with_context(|| format!("writing {}", stamp.display()))?;
+    }
     Ok(elf)
+}
+
+/// The file in a kernel build directory that names the source tree it was last built from.
+pub const SOURCE_STAMP: &str = "prologue-source-tree";
+
+/// `cargo` run in `root`, without the settings of the cargo process that runs us (they must not
+/// leak into the kernel build).
+fn cargo_in(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root);
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
+    {
+        cmd.env_remove(var);
+    }
+    cmd
 }

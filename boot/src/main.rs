@@ -4,7 +4,8 @@
 //! this terminal. `cargo run -- test [FILTER]` runs the in-kernel tests; `stress` and `bench`
 //! run the torture test and the benchmarks; `stress --runs N` runs many seeds of the torture
 //! test (the stress farm, `boot::farm`); `trace` runs the demo, tests or a stress run with the
-//! scheduler trace on and draws it; `shrink` reduces a failing run's preemptions. The exit status is 0 only if the kernel reported
+//! scheduler trace on and draws it; `shrink` reduces a failing run's preemptions; `grade` and
+//! `lab-copy` serve the labs (`boot::labs`). The exit status is 0 only if the kernel reported
 //! success (and printed its final line), or for a farm, if every run did; otherwise a one-line
 //! reason goes to stderr. The options themselves are in `boot::cli`.
 
@@ -66,6 +67,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 markdown: markdown.clone(),
             };
             boot::bench::bench(&options)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The labs build and boot their own kernels (see `boot::labs`).
+        Command::Grade(args) => {
+            let options = boot::labs::GradeOptions {
+                which: args.lab.clone(),
+                json: args.json.clone(),
+                tree: args.tree.clone(),
+                allow_changes: args.allow_changes,
+            };
+            let full = boot::labs::grade_command(&options)?;
+            return Ok(if full { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::LabCopy { lab, dir } => {
+            boot::labs::lab_copy(lab, dir)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Trace { .. } => anyhow::bail!("trace runs run, test or stress, not another trace"),

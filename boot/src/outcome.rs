@@ -29,6 +29,9 @@ pub enum Outcome {
     QemuError(String),
     /// The caller stopped the run before it ended (`RunConfig::stop`): no verdict.
     Stopped,
+    /// A test watchdog (`qemu::Watch`) stopped QEMU: `test` ran longer than `seconds`, or (`None`)
+    /// no test started for that long.
+    Stalled { seconds: u64, test: Option<String> },
 }
 
 impl Outcome {
@@ -53,6 +56,12 @@ impl fmt::Display for Outcome {
             }
             Outcome::QemuError(msg) => write!(f, "QEMU failed: {msg}"),
             Outcome::Stopped => write!(f, "stopped before it ended (no verdict)"),
+            Outcome::Stalled { seconds, test: Some(test) } => {
+                write!(f, "watchdog: test {test} did not finish within {seconds} s (hung)")
+            }
+            Outcome::Stalled { seconds, test: None } => {
+                write!(f, "watchdog: no test started and the kernel did not finish within {seconds} s")
+            }
         }
     }
 }

@@ -158,8 +158,65 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
     Ok(cmd)
 }
 
+/// Watchdogs that follow the kernel's test lines (`test NAME ... `), for runs that must not
+/// spend a whole boot's timeout on one hung test: the grader's.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    /// The longest one test may run (from its `test NAME ... ` line to its verdict).
+    pub test: Duration,
+    /// The longest the kernel may go without running a test: from the start to the first test,
+    /// and from each verdict to the next test or the end.
+    pub between: Duration,
+}
+
+/// What the reader thread last saw of the tests, for the `Watch`.
+struct Progress {
+    running: Option<String>,
+    since: Instant,
+}
+
+impl Progress {
+    /// Follows one output line: a test starting (its `test NAME ... ` line; the repeated prefix of
+    /// a test that prints keeps its start) or finishing (a verdict after the prefix).
+    fn see(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, after)) = rest.split_once(" ...")
+            && !name.contains(' ')
+        {
+            if crate::outcome::Verdict::parse(after.trim()).is_some() {
+                self.running = None;
+                self.since = Instant::now();
+            } else if self.running.as_deref() != Some(name) {
+                self.running = Some(name.to_string());
+                self.since = Instant::now();
+            }
+        }
+    }
+
+    /// Why the watch ends the run now, if it does.
+    fn expired(&self, watch: &Watch) -> Option<Outcome> {
+        let waited = self.since.elapsed();
+        match &self.running {
+            Some(test) if waited >= watch.test => {
+                Some(Outcome::Stalled { seconds: watch.test.as_secs(), test: Some(test.clone()) })
+            }
+            None if waited >= watch.between => Some(Outcome::Stalled { seconds: watch.between.as_secs(), test: None }),
+            _ => None,
+        }
+    }
+}
+
 /// Runs `image` (built from `elf`, used for symbolization and `--gdb`) and judges the outcome.
 pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
+    run_with(image, elf, cfg, None)
+}
+
+/// `run`, with the test watchdogs of `watch` besides the run's own timeout.
+pub fn run_watched(image: &Path, elf: &Path, cfg: &RunConfig, watch: Watch) -> Result<RunResult> {
+    run_with(image, elf, cfg, Some(watch))
+}
+
+fn run_with(image: &Path, elf: &Path, cfg: &RunConfig, watch: Option<Watch>) -> Result<RunResult> {
     let qemu = crate::host::qemu()?;
     let cmdline_file = TempFile::new("cmdline", kernel_cmdline(cfg).as_bytes())?;
     let points_file = cfg.points.as_ref().map(|p| TempFile::new("points", p.as_bytes())).transpose()?;
@@ -206,6 +263,8 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     // typed characters are echoed one by one); a backtrace line's symbol then follows on a line
     // of its own. Otherwise whole lines are echoed, cleaned and symbolized in place.
     let passthrough = echo && cfg.interactive;
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress { running: None, since: Instant::now() }));
+    let seen = std::sync::Arc::clone(&progress);
     let reader = std::thread::spawn(move || {
         let mut stdout_pipe = stdout;
         let mut chunk = [0u8; 4096];
@@ -225,6 +284,7 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
                 let raw: Vec<u8> = pending.drain(..=end).collect();
                 let clean = clean_line(&String::from_utf8_lossy(&raw));
                 let line = symbolizer.annotate(&clean);
+                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).see(&line);
                 if awaited.as_deref().is_some_and(|a| line.starts_with(a)) {
                     let _ = ready_tx.send(());
                 }
@@ -255,12 +315,16 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
     let started = Instant::now();
     let stop_requested = || cfg.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed));
     let mut stopped = false;
+    let mut stalled = None;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for QEMU")? {
             break Some(status);
         }
         stopped = stop_requested();
-        if stopped || cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
+        if let Some(watch) = &watch {
+            stalled = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).expired(watch);
+        }
+        if stopped || stalled.is_some() || cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -274,7 +338,11 @@ pub fn run(image: &Path, elf: &Path, cfg: &RunConfig) -> Result<RunResult> {
 
     let timeout_secs = cfg.timeout.map_or(0, |t| t.as_secs());
     let code = status.map(|s| s.code().unwrap_or(-1));
-    let outcome = if stopped { Outcome::Stopped } else { judge(code, timeout_secs, &transcript, &qemu_stderr) };
+    let outcome = if stopped {
+        Outcome::Stopped
+    } else {
+        stalled.unwrap_or_else(|| judge(code, timeout_secs, &transcript, &qemu_stderr))
+    };
     Ok(RunResult { outcome, transcript })
 }
 
@@ -350,6 +418,27 @@ mod tests {
         assert_eq!(super::kernel_watchdog(3), 1);
         let cfg = super::RunConfig { gdb: true, ..Default::default() };
         assert_eq!(super::kernel_cmdline(&cfg), "", "no watchdog while a debugger may hold the guest");
+    }
+
+    #[test]
+    fn the_watch_follows_test_lines() {
+        use std::time::{Duration, Instant};
+        let watch = super::Watch { test: Duration::from_secs(5), between: Duration::from_secs(9) };
+        let mut p = super::Progress { running: None, since: Instant::now() };
+        p.see("test a::b ... ");
+        assert_eq!(p.running.as_deref(), Some("a::b"));
+        let started = p.since;
+        p.see("test a::b ... some output of the test");
+        assert_eq!(p.since, started, "a test's repeated prefix keeps its start");
+        p.see("test a::b ... ok");
+        assert_eq!(p.running, None);
+        p.since = Instant::now() - Duration::from_secs(10);
+        assert_eq!(p.expired(&watch), Some(crate::Outcome::Stalled { seconds: 9, test: None }));
+        p.see("test c ... ");
+        p.since = Instant::now() - Duration::from_secs(6);
+        assert_eq!(p.expired(&watch), Some(crate::Outcome::Stalled { seconds: 5, test: Some("c".into()) }));
+        p.since = Instant::now();
+        assert_eq!(p.expired(&watch), None);
     }
 
     #[test]

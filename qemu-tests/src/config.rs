@@ -7,7 +7,7 @@
 //! Timeouts are generous: TCG emulation is slow, the suite keeps growing, and
 //! `always-preempt` (a preemption at every function prologue) is several times slower. The
 //! watchdog is there to end a hung kernel, not to measure speed. They are also bounded: if every
-//! configuration hangs, the watchdogs add up to 28 minutes, which keeps CI within its 90-minute
+//! configuration hangs, the watchdogs add up to 38 minutes, which keeps CI within its 90-minute
 //! hard limit.
 
 use std::time::Duration;
@@ -58,7 +58,7 @@ pub const CONFIGS: [Config; 4] = [
         release: false,
         firmware: Firmware::Bios,
         smp: 4,
-        timeout: Duration::from_secs(600),
+        timeout: Duration::from_secs(900),
     },
     Config {
         name: "release-smp2",

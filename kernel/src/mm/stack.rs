@@ -370,6 +370,9 @@ fn grow_mapped(g: &G, sp: usize) -> Result<(), GrowError> {
     let Some(mut stack) = g.stack.get() else {
         return Err(GrowError::ReservationExhausted);
     };
+    // LAB 4 BEGIN: the growth step: map at least double the stack, deep enough for `sp`, and move its bounds
+    // LAB 4 STUB: let _ = (g, sp, &mut stack);
+    // LAB 4 STUB: todo!("lab 4: the growth step")
     if sp < stack.base + STACK_GUARD {
         return Err(GrowError::ReservationExhausted);
     }
@@ -395,6 +398,7 @@ fn grow_mapped(g: &G, sp: usize) -> Result<(), GrowError> {
     crate::trace::stack_grown(g, stack.top - stack.mapped_lo);
     crate::records::percpu::this_cpu().counters.stack_growths.fetch_add(1, Ordering::Relaxed);
     Ok(())
+    // LAB 4 END
 }
 
 /// Where a faulting address lies relative to the stacks.

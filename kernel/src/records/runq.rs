@@ -142,6 +142,9 @@ impl LocalRunQueue {
     /// Steals about half of this queue (taken by another CPU) into `into`'s ring; returns one
     /// thread to run right away. Takes `runnext` only if the ring is empty and `allow_next`.
     pub fn steal_into(&self, into: &LocalRunQueue, allow_next: bool) -> Option<&'static G> {
+        // LAB 3 BEGIN: steal the older half of this ring into `into` (runnext only if allowed and the ring is empty)
+        // LAB 3 STUB: let _ = (into, allow_next);
+        // LAB 3 STUB: None // lab 3: nothing is stolen yet
         loop {
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Acquire);
@@ -179,6 +182,7 @@ impl LocalRunQueue {
                 return Some(unsafe { &*last });
             }
         }
+        // LAB 3 END
     }
 }
 

@@ -24,12 +24,15 @@ pub fn set_idle(cpu: &PerCpu, idle: bool) {
     if idle {
         crate::trace::idle();
     }
+    // LAB 3 BEGIN: announce (or withdraw) this CPU as idle: its flag, then its bit in IDLE_CPUS
+    // LAB 3 STUB: let _ = (cpu, idle); // lab 3: no CPU is ever seen idle yet
     cpu.idle.store(idle, Ordering::SeqCst);
     if idle {
         IDLE_CPUS.fetch_or(1 << cpu.id, Ordering::SeqCst);
     } else {
         IDLE_CPUS.fetch_and(!(1 << cpu.id), Ordering::SeqCst);
     }
+    // LAB 3 END
 }
 
 /// Wakes one idle CPU other than `from`, if any is halted (Go's `wakep`).
@@ -38,6 +41,8 @@ pub fn wake_idle_cpu(from: &PerCpu) {
     if percpu::CPUS_ONLINE.load(Ordering::Relaxed) == 1 {
         return; // nobody else to wake
     }
+    // LAB 3 BEGIN: look for an idle CPU other than `from` (after a fence) and wake one of them
+    // LAB 3 STUB: let _ = from; // lab 3: no idle CPU is woken yet
     // The fence orders the caller's queueing before the look at the idle CPUs (pairs with
     // the idle CPU's store of its bit before its last look for work).
     core::sync::atomic::fence(Ordering::SeqCst);
@@ -45,8 +50,13 @@ pub fn wake_idle_cpu(from: &PerCpu) {
     if others != 0 {
         wake_one_of(from, others);
     }
+    // LAB 3 END
 }
 
+// LAB 3 BEGIN: the helper your wake_idle_cpu may use (write your own, or none)
+// LAB 3 STUB: // lab 3: (no helper yet)
+/// Wakes one CPU of the `candidates` bit set that is still idle: the CPU whose `idle` flag this
+/// call turns off gets the IPI (two wakers never wake the same CPU twice).
 #[cold]
 fn wake_one_of(from: &PerCpu, mut candidates: u64) {
     while candidates != 0 {
@@ -60,9 +70,12 @@ fn wake_one_of(from: &PerCpu, mut candidates: u64) {
         }
     }
 }
+// LAB 3 END
 
 /// Wakes `target` (from `from`) if it is halted in its idle loop.
 pub fn wake_cpu(from: &PerCpu, target: &PerCpu) {
+    // LAB 3 BEGIN: wake `target` if it is idle (after a fence), and only once
+    // LAB 3 STUB: let _ = (from, target); // lab 3: the target is not woken yet
     core::sync::atomic::fence(Ordering::SeqCst);
     if target.idle.load(Ordering::SeqCst)
         && target.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
@@ -70,6 +83,7 @@ pub fn wake_cpu(from: &PerCpu, target: &PerCpu) {
         from.counters.wakeups.fetch_add(1, Ordering::Relaxed);
         crate::arch::apic::send_wakeup(target.apic_id.load(Ordering::Relaxed));
     }
+    // LAB 3 END
 }
 
 /// Steals work for `cpu` from the other CPUs' run queues.

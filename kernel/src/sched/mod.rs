@@ -38,6 +38,7 @@
 //! API.
 
 pub mod balance;
+mod balance_tests;
 pub mod deadlock;
 pub mod death;
 pub mod explore;

@@ -74,6 +74,8 @@ core::arch::global_asm!(
     ".global mcount",
     "mcount:",
     "    mov rax, gs:[{curg}]",
+    // LAB 2 BEGIN: count a thread's prologue (never g0's or a handler's); at its next forced point its guard, unless already poisoned, becomes STACK_PREEMPT
+    // LAB 2 STUB: // (none yet: without these instructions the always-preempt hook is the plain check)
     "    cmp byte ptr [rax + {kind}], {thread}",
     "    jne 1f",
     "    inc qword ptr [rax + {prologues}]",
@@ -83,16 +85,20 @@ core::arch::global_asm!(
     "    cmp qword ptr [rax], {poison_min}",
     "    jae 1f",
     "    mov qword ptr [rax], {preempt}",
+    // LAB 2 END
     "1:  cmp rsp, [rax]",
     "    jb {morestack}",
     "    ret",
     curg = const OFF_CURG,
+    // LAB 2 BEGIN: the constants the forced preemption uses
+    // LAB 2 STUB: // (none yet: name here the constants your instructions use)
     kind = const OFF_KIND,
     thread = const GKind::Thread as u8,
     prologues = const crate::records::g::OFF_PROLOGUES,
     next_forced = const crate::records::g::OFF_NEXT_FORCED,
     poison_min = const crate::records::g::STACK_POISON_MIN as i64 as i32,
     preempt = const STACK_PREEMPT as i64 as i32,
+    // LAB 2 END
     morestack = sym morestack,
 );
 
@@ -180,11 +186,14 @@ extern "C" fn newstack(g: &'static G) -> ! {
     // to wait (`NotNow`: the thread holds the frame allocator's lock); it then runs on in its
     // guard zone and the next check after the release grows the stack.
     if sp < lo + STACK_GUARD {
+        // LAB 4 BEGIN: the saved stack pointer is in the guard zone: grow the stack, or report the overflow
+        // LAB 4 STUB: // lab 4: the slow path does not grow stacks yet
         match crate::mm::stack::grow(g, sp) {
             Ok(()) | Err(GrowError::NotNow) => {}
             Err(GrowError::ReservationExhausted) => overflow(g, sp, ctx.interrupts_enabled(), "reservation used up"),
             Err(GrowError::OutOfFrames) => overflow(g, sp, ctx.interrupts_enabled(), "no memory to grow the stack"),
         }
+        // LAB 4 END
     } else if g.overflow_pending.load(Ordering::Relaxed) {
         // A deferred overflow that resolved itself: the thread came back above its guard.
         g.overflow_pending.store(false, Ordering::Relaxed);

@@ -253,6 +253,45 @@ ktest! {
     }
 }
 
+/// A chain of `n` calls with a 128-byte pad in each frame: about 40 KiB of stack for 256 calls,
+/// one prologue per call (the next call goes through a pointer the optimiser cannot follow).
+#[inline(never)]
+fn padded_chain(n: u32) -> u32 {
+    let pad = core::hint::black_box([u64::from(n); 16]);
+    if n <= 1 {
+        return 1;
+    }
+    let r = core::hint::black_box(padded_chain as fn(u32) -> u32)(n - 1) + 1;
+    core::hint::black_box(&pad);
+    r
+}
+
+ktest! {
+    /// A growth step keeps a poisoned guard: in count mode (the guard poisoned with
+    /// `STACK_COUNT`, so that every prologue enters the slow path and is counted) a chain of calls
+    /// whose stack grows under it still has every one of its prologues counted, after the
+    /// growth as before it.
+    fn a_growth_keeps_a_poisoned_guard() {
+        const N: u32 = 256;
+        let t = spawn("count-grower", || {
+            let _irq = crate::arch::cpu::IrqGuard::new(); // no timer request may replace the poison
+            let cpu = crate::records::percpu::this_cpu();
+            let (counted, growths) = (cpu.counters.hook_counted.load(Ordering::Relaxed), current().stack_growths.load(Ordering::Relaxed));
+            crate::sched::stackguard::count_start();
+            let r = padded_chain(N);
+            crate::sched::stackguard::count_stop();
+            let counted = cpu.counters.hook_counted.load(Ordering::Relaxed) - counted;
+            (r, counted, current().stack_growths.load(Ordering::Relaxed) - growths)
+        });
+        let (r, counted, growths) = t.join().expect("the counting thread");
+        assert_eq!(r, N);
+        if growths == 0 {
+            crate::ktest_skip!("the chain did not grow the stack (stack_init_kib is too large for this test)");
+        }
+        assert_eq!(counted, u64::from(N), "{N} prologues, {growths} growth step(s) during them, but {counted} counted: a growth replaced the poison");
+    }
+}
+
 ktest! {
     /// 100,000 threads alive at once, each parked on a channel; all released and joined;
     /// memory comes back. Prints the memory cost of an idle thread.

@@ -212,10 +212,14 @@ impl<T> ChanState<T> {
     #[inline]
     pub fn try_send_locked(&mut self, value: T) -> Result<Option<&'static G>, T> {
         if let Some(w) = self.recvq.pop_claimable() {
+            // LAB 1 BEGIN: hand `value` to the parked receiver `w`; return its thread to ready
+            // LAB 1 STUB: let _ = (w, value);
+            // LAB 1 STUB: todo!("lab 1: hand the value to the parked receiver")
             // SAFETY: the waiter is dequeued and claimed: we are the only one touching it.
             unsafe { *w.value.get() = Some(value) };
             w.status.set(Status::Done);
             return Ok(Some(w.g));
+            // LAB 1 END
         }
         if self.buf.len() < self.cap {
             self.buf.push_back(value);
@@ -228,6 +232,9 @@ impl<T> ChanState<T> {
     #[inline]
     pub fn try_recv_locked(&mut self) -> RecvAttempt<T> {
         if let Some(w) = self.sendq.pop_claimable() {
+            // LAB 1 BEGIN: take the value of the parked sender `w` (with a buffer: rotate it); return it and the sender
+            // LAB 1 STUB: let _ = w;
+            // LAB 1 STUB: todo!("lab 1: take the value of the parked sender")
             // SAFETY: dequeued and claimed, as above.
             let sent = unsafe { (*w.value.get()).take() }.expect("a parked sender holds a value");
             w.status.set(Status::Done);
@@ -241,6 +248,7 @@ impl<T> ChanState<T> {
                 head
             };
             return RecvAttempt::Got(value, Some(w.g));
+            // LAB 1 END
         }
         if let Some(value) = self.buf.pop_front() {
             return RecvAttempt::Got(value, None);
@@ -328,12 +336,17 @@ impl<T> Chan<T> {
                 drop(state);
             }
             Err(value) => {
+                // LAB 1 BEGIN: park this sender with `value` until a receiver takes it (or the channel closes)
+                // LAB 1 STUB: drop(state);
+                // LAB 1 STUB: let _ = value;
+                // LAB 1 STUB: todo!("lab 1: park the sender until a receiver takes its value")
                 let waiter = Waiter::new(current(), Some(value), None, 0);
                 state.sendq.push(&waiter);
                 crate::sched::park(WaitReason::ChanSend, state.into_parked());
                 if waiter.status() == Status::Closed {
                     panic_send_closed();
                 }
+                // LAB 1 END
             }
         }
     }
@@ -385,10 +398,14 @@ impl<T> Chan<T> {
             }
             RecvAttempt::Closed => None,
             RecvAttempt::WouldBlock => {
+                // LAB 1 BEGIN: park this receiver until a sender hands it a value (or the channel closes)
+                // LAB 1 STUB: drop(state);
+                // LAB 1 STUB: todo!("lab 1: park the receiver until a sender hands it a value")
                 let waiter = Waiter::new(current(), None, None, 0);
                 state.recvq.push(&waiter);
                 crate::sched::park(WaitReason::ChanReceive, state.into_parked());
                 waiter.take_value()
+                // LAB 1 END
             }
         }
     }

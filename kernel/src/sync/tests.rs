@@ -42,6 +42,51 @@ ktest! {
 }
 
 ktest! {
+    /// An unbuffered send is a rendezvous: the sender waits, parked, until a receiver has taken
+    /// the value, and only then returns; a receiver that comes first waits for the sender.
+    fn unbuffered_send_waits_for_its_receiver() {
+        static SENT: AtomicU32 = AtomicU32::new(0);
+        SENT.store(0, Ordering::SeqCst);
+        let ch: Chan<u32> = chan(0);
+        let sender = {
+            let ch = ch.clone();
+            spawn("rendezvous-sender", move || {
+                ch.send(7);
+                SENT.store(1, Ordering::SeqCst);
+            })
+        };
+        let deadline = crate::time::now() + Duration::from_secs(2);
+        while !ch.has_waiters() {
+            assert!(!sender.is_finished(), "the sender finished (returned or died) although nobody received");
+            assert!(crate::time::now() < deadline, "the sender never parked on the unbuffered channel");
+            yield_now();
+        }
+        for _ in 0..100 {
+            yield_now();
+        }
+        assert_eq!(SENT.load(Ordering::SeqCst), 0, "send returned before a receiver took the value");
+        assert_eq!(ch.len(), 0, "an unbuffered channel buffered a value");
+        assert_eq!(ch.recv(), Some(7));
+        sender.join().expect("the sender");
+        assert_eq!(SENT.load(Ordering::SeqCst), 1);
+
+        // The other way round: the receiver parks first and gets the value handed over.
+        let receiver = {
+            let ch = ch.clone();
+            spawn("rendezvous-receiver", move || ch.recv())
+        };
+        while ch.waiting_receivers() == 0 {
+            assert!(!receiver.is_finished(), "the receiver finished (returned or died) although nobody sent");
+            assert!(crate::time::now() < deadline + Duration::from_secs(2), "the receiver never parked");
+            yield_now();
+        }
+        ch.send(8);
+        assert_eq!(receiver.join().expect("the receiver"), Some(8));
+        assert!(!ch.has_waiters(), "a waiter is still queued after the hand-over");
+    }
+}
+
+ktest! {
     /// 100,000 round trips over buffered channels.
     fn buffered_round_trips() {
         ping_pong(100_000, 4);
@@ -224,6 +269,7 @@ ktest! {
             })
             .collect();
         while !blocked.has_waiters() {
+            assert!(!receivers.iter().any(|r| r.is_finished()), "a receiver finished instead of waiting on the channel");
             yield_now();
         }
         blocked.close();
@@ -254,6 +300,7 @@ ktest! {
             spawn("blocked-sender", move || c.send(5))
         };
         while !ch.has_waiters() {
+            assert!(!sender.is_finished(), "the sender finished instead of waiting on the unbuffered channel");
             yield_now();
         }
         ch.close();

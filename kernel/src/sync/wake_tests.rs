@@ -27,9 +27,12 @@ fn depths() -> impl Iterator<Item = usize> {
     (0..=1024).rev().step_by(16)
 }
 
-/// Waits (yielding) until `ready()`.
+/// Waits (yielding) until `ready()`; fails the test if that takes longer than `WAKE_LIMIT` (the
+/// waiters never parked: a blocking operation returned or died instead).
 fn wait_for(ready: impl Fn() -> bool) {
+    let deadline = crate::time::now() + WAKE_LIMIT;
     while !ready() {
+        assert!(crate::time::now() < deadline, "the waiters never parked within {WAKE_LIMIT:?}");
         yield_now();
     }
 }

@@ -53,6 +53,9 @@ pub fn page_fault(frame: &mut TrapFrame) {
         Some(StackArea::Reservation { slot, .. })
             if own_stack.is_some_and(|s| s.slot == slot && growth_cures(frame.error_code, addr, &s)) =>
         {
+            // LAB 4 BEGIN: grow the stack down to the fault (and count it), so that returning retries the access
+            // LAB 4 STUB: let _ = g;
+            // LAB 4 STUB: overflow(frame, addr, "lab 4: the page-fault path does not grow stacks yet")
             let sp = (frame.rsp as usize).min(addr);
             match stack::grow(g, sp) {
                 Ok(()) => {
@@ -64,6 +67,7 @@ pub fn page_fault(frame: &mut TrapFrame) {
                 Err(GrowError::OutOfFrames) => overflow(frame, addr, "no memory to grow the stack"),
                 Err(GrowError::ReservationExhausted) => overflow(frame, addr, "reservation used up"),
             }
+            // LAB 4 END
         }
         Some(StackArea::GuardPage { slot, .. }) if own_stack.is_some_and(|s| s.slot == slot) => {
             overflow(frame, addr, "stack guard page hit")

@@ -80,6 +80,10 @@ static RECORDED: AtomicUsize = AtomicUsize::new(0);
 
 /// Records a point taken (printed with `record=on`).
 pub fn record(key: u64, ordinal: u64, rip: usize, caller: usize) {
+    // Once the record is full, only a shared read: no write to a line every CPU would fight for.
+    if RECORDED.load(Ordering::Relaxed) >= RECORD_SLOTS {
+        return;
+    }
     let at = RECORDED.fetch_add(1, Ordering::Relaxed);
     if let Some(slot) = RECORD.get(at) {
         slot.key.store(key, Ordering::Relaxed);
@@ -91,7 +95,7 @@ pub fn record(key: u64, ordinal: u64, rip: usize, caller: usize) {
 
 /// Prints the recorded points (nothing if none were recorded).
 pub fn print_recorded() {
-    let taken = RECORDED.load(Ordering::Acquire);
+    let taken = RECORDED.load(Ordering::Acquire).min(RECORD_SLOTS);
     if taken == 0 {
         return;
     }
@@ -106,7 +110,7 @@ pub fn print_recorded() {
     }
     crate::println!(
         "points: {taken} recorded{}",
-        if taken > RECORD_SLOTS { " (the record is full: the first ones shown)" } else { "" }
+        if taken == RECORD_SLOTS { " (the record is full: the first ones)" } else { "" }
     );
 }
 
