@@ -41,6 +41,7 @@ pub mod balance;
 pub mod deadlock;
 pub mod death;
 pub mod explore;
+mod gdb_tests;
 pub mod monitor;
 pub mod park;
 pub mod preempt;
