@@ -5,7 +5,8 @@
 //! prints for `--gdb`, breaks there by the function's full path and runs `info kthreads` and
 //! `kthread N bt`. The check reads gdb's output: the threads by name with their states and wait
 //! reasons, a frame in `park` and in the parked test's closure, and the types and paths that only
-//! full debug information gives (`ptype G`, `break kernel::sched::preempt::preempt_m`). gdb kills
+//! full debug information gives (`ptype G`, locals, `print *locker.g`,
+//! `break kernel::sched::preempt::preempt_m`). gdb kills
 //! QEMU when it is done.
 
 use std::net::TcpListener;
@@ -63,6 +64,9 @@ fn gdb_lists_parked_threads_and_their_stacks() -> Result<()> {
         "kthread ids[0] bt",
         "kthread ids[1] bt",
         "ptype kernel::records::g::G",
+        "up",
+        "info locals",
+        "print *locker.g",
         "break kernel::sched::preempt::preempt_m",
         "kill",
     ];
@@ -119,6 +123,8 @@ fn gdb_lists_parked_threads_and_their_stacks() -> Result<()> {
     ensure!(locker_bt.contains("thread_entry"), "locker bt does not reach thread_entry:\n{}", context());
     // What only full debug information gives.
     ensure!(has("stackguard0: core::sync::atomic::Atomic<usize>"), "ptype G shows no fields\n{}", context());
+    ensure!(has("locker = kernel::sched::thread::join::JoinHandle<u64>"), "info locals shows no locker\n{}", context());
+    ensure!(has(" = kernel::records::g::G {stackguard0: "), "print *locker.g shows no G\n{}", context());
     ensure!(has("file kernel/src/sched/preempt.rs"), "break kernel::sched::preempt::preempt_m failed\n{}", context());
     ensure!(started.elapsed() < TIMEOUT, "the run took {:?}", started.elapsed());
     Ok(())
