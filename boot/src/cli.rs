@@ -63,9 +63,13 @@ pub struct Opts {
     /// Deterministic time: the guest clock counts executed instructions (-icount shift=0,sleep=off).
     #[arg(long, global = true)]
     pub icount: bool,
-    /// Let QEMU wait for gdb on localhost:1234 (the command to attach is printed).
+    /// Let QEMU wait for gdb on localhost:1234 (or --gdb-port), with a kernel built with full
+    /// debug information; the gdb command to attach (loading the helpers of boot/gdb/prologue.py) is printed.
     #[arg(long, global = true)]
     pub gdb: bool,
+    /// With --gdb: the TCP port QEMU's gdbstub listens on (default 1234).
+    #[arg(long, global = true, value_name = "PORT", requires = "gdb", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gdb_port: Option<u16>,
     /// Pass an argument to QEMU as is (repeatable).
     #[arg(long = "qemu-arg", global = true, allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -243,6 +247,8 @@ impl Opts {
             features: self.features.clone(),
             plain: self.plain,
             frame_pointers: self.frame_pointers,
+            // Release and plain builds keep line tables only (`run` says so).
+            full_debug: self.gdb && !self.release && !self.plain,
         }
     }
 
@@ -272,6 +278,7 @@ impl Opts {
             timeout: self.timeout.or(default_timeout).map(Duration::from_secs),
             icount: self.icount,
             gdb: self.gdb,
+            gdb_port: self.gdb_port.unwrap_or(crate::qemu::DEFAULT_GDB_PORT),
             qemu_args: self.qemu_args.clone(),
             interactive: false,
             input: None,
@@ -312,6 +319,9 @@ impl Opts {
         }
         if let Some(timeout) = self.timeout {
             valued("--timeout", timeout.to_string());
+        }
+        if let Some(port) = self.gdb_port {
+            valued("--gdb-port", port.to_string());
         }
         if let Some(id) = &self.expect_build_id {
             valued("--expect-build-id", id.clone());
@@ -403,6 +413,7 @@ mod tests {
             timeout: Some(77),
             icount: true,
             gdb: true,
+            gdb_port: Some(4321),
             qemu_args: vec!["-d".into(), "int,cpu_reset".into(), "it's".into()],
             expect_build_id: Some("00112233445566778899aabbccddeeff".into()),
             coverage: true,

@@ -27,6 +27,9 @@ pub struct Variant {
     pub plain: bool,
     /// With `plain`: keep frame pointers anyway (the instrumented builds always have them).
     pub frame_pointers: bool,
+    /// Full debug information (types, locals, paths) for a debugger (debug builds only): the
+    /// `kernel-gdb` profile. The other builds carry line tables only.
+    pub full_debug: bool,
 }
 
 impl Variant {
@@ -42,11 +45,12 @@ impl Variant {
 
     /// The cargo profile.
     pub fn profile(&self) -> &'static str {
-        match (self.plain, self.frame_pointers, self.release) {
-            (true, true, _) => "kernel-plain-fp",
-            (true, false, _) => "kernel-plain",
-            (false, _, true) => "kernel-release",
-            (false, _, false) => "kernel",
+        match (self.plain, self.frame_pointers, self.release, self.full_debug) {
+            (true, true, _, _) => "kernel-plain-fp",
+            (true, false, _, _) => "kernel-plain",
+            (false, _, true, _) => "kernel-release",
+            (false, _, false, true) => "kernel-gdb",
+            (false, _, false, false) => "kernel",
         }
     }
 
@@ -90,6 +94,9 @@ pub fn build_in(root: &Path, targets: &Path, variant: &Variant, quiet: bool) -> 
     }
     if variant.frame_pointers && !variant.plain {
         bail!("frame pointers are a choice only for the uninstrumented (plain) build: the hook forces them");
+    }
+    if variant.full_debug && variant.release {
+        bail!("full debug information (--gdb) exists only for the debug build: drop --release to debug with gdb");
     }
     let target_dir = targets.join(variant.name());
     let this_tree = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod coverage;
 pub mod farm;
 pub mod figures;
+pub mod gdb;
 pub mod host;
 pub mod image;
 pub mod kernel;

@@ -89,6 +89,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some((_, kib)) = &trace_dir {
         words.extend(["trace=on".to_string(), format!("trace_kib={kib}")]);
     }
+    if opts.gdb && (opts.release || opts.plain) {
+        eprintln!(
+            "boot: note: --gdb with --release or --plain keeps that build's line tables only (no types, locals \
+             or paths in gdb; the helpers of boot/gdb/prologue.py need them): drop --release for the kernel-gdb build"
+        );
+    }
     let elf = kernel::build(&opts.variant(), false)?;
     boot::replay::check_build_id(&elf, opts.expect_build_id.as_deref())?;
     let image = image::make(&elf, opts.firmware())?;

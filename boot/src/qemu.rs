@@ -14,7 +14,8 @@
 //!
 //! Several runs may go on at once (the stress farm): each has its own command-line file (named
 //! by process and a counter, removed on every way out), its own pipes, no terminal input, and no
-//! listening port -- except `gdb` (port 1234), which only one run at a time can have.
+//! listening port -- except `gdb` (port 1234 unless `gdb_port` says otherwise), which only one
+//! run at a time can have on one port.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -28,7 +29,10 @@ use anyhow::{Context, Result};
 
 use crate::image::Firmware;
 use crate::outcome::{Outcome, judge};
-use crate::symbols::{KERNEL_BASE, Symbolizer};
+use crate::symbols::Symbolizer;
+
+/// The port of QEMU's gdbstub unless told otherwise (QEMU's own `-s` default).
+pub const DEFAULT_GDB_PORT: u16 = 1234;
 
 /// How to run QEMU.
 #[derive(Clone, Debug)]
@@ -43,8 +47,10 @@ pub struct RunConfig {
     /// Deterministic, instruction-counted time (`-icount shift=0,sleep=off`; the kernel is also
     /// told `vcpu_share=on`, see `kernel::sched::vcpu_share`).
     pub icount: bool,
-    /// Wait for a debugger on port 1234.
+    /// Wait for a debugger on `gdb_port` (QEMU starts with the CPUs stopped).
     pub gdb: bool,
+    /// The TCP port of QEMU's gdbstub with `gdb`.
+    pub gdb_port: u16,
     /// More QEMU arguments, as given.
     pub qemu_args: Vec<String>,
     /// Connect QEMU's stdin to ours, so typed input reaches the serial port.
@@ -74,6 +80,7 @@ impl Default for RunConfig {
             timeout: Some(Duration::from_secs(300)),
             icount: false,
             gdb: false,
+            gdb_port: DEFAULT_GDB_PORT,
             qemu_args: Vec::new(),
             interactive: false,
             input: None,
@@ -149,7 +156,8 @@ fn qemu_command(qemu: &Path, image: &Path, cfg: &RunConfig, cmdline_file: &Path)
         cmd.args(["-icount", "shift=0,sleep=off"]);
     }
     if cfg.gdb {
-        cmd.args(["-s", "-S"]);
+        // `-S`: the CPUs wait for the debugger's `continue`.
+        cmd.arg("-gdb").arg(format!("tcp:localhost:{}", cfg.gdb_port)).arg("-S");
     }
     if let Some(file) = &cfg.debugcon {
         cmd.arg("-debugcon").arg(format!("file:{}", file.display()));
@@ -229,7 +237,10 @@ fn run_with(image: &Path, elf: &Path, cfg: &RunConfig, watch: Option<Watch>) -> 
     }
     if cfg.gdb {
         eprintln!("boot: QEMU waits for a debugger; in another terminal run:");
-        eprintln!("  gdb -ex 'symbol-file -o {KERNEL_BASE:#x} {}' -ex 'target remote localhost:1234'", elf.display());
+        eprintln!("  {}", crate::gdb::command(elf, cfg.gdb_port));
+        if let Some(missing) = crate::gdb::missing() {
+            eprintln!("boot: note: {missing}");
+        }
     }
     let stdin = match (&cfg.input, cfg.interactive) {
         (Some(_), _) => Stdio::piped(),

@@ -68,7 +68,13 @@ pub struct Results {
 const STACK16_BENCHES: &str = "spawn_join,stack_alloc_free_fresh,idle_thread_memory";
 
 fn release(features: &[&str], plain: bool, frame_pointers: bool) -> Variant {
-    Variant { release: true, features: features.iter().map(|f| f.to_string()).collect(), plain, frame_pointers }
+    Variant {
+        release: true,
+        features: features.iter().map(|f| f.to_string()).collect(),
+        plain,
+        frame_pointers,
+        full_debug: false,
+    }
 }
 
 /// The builds to run.

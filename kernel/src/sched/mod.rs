@@ -42,6 +42,7 @@ mod balance_tests;
 pub mod deadlock;
 pub mod death;
 pub mod explore;
+mod gdb_tests;
 pub mod monitor;
 pub mod park;
 pub mod preempt;
