@@ -108,6 +108,15 @@ impl<T> Waiter<T> {
         match self.select {
             None => true,
             // SAFETY: the select's state lives on the parked thread's stack while it waits.
+            Some(sel) if crate::planted::is(crate::planted::Bug::SelectClaimNoCas) => {
+                // Planted: check, then claim, in two steps.
+                // SAFETY: as below.
+                let won = &unsafe { &*sel }.won;
+                let free = won.load(Ordering::Acquire) == SelectWait::NONE;
+                won.store(self.case, Ordering::Release);
+                free
+            }
+            // SAFETY: the select's state lives on the parked thread's stack while it waits.
             Some(sel) => unsafe { &*sel }
                 .won
                 .compare_exchange(SelectWait::NONE, self.case, Ordering::AcqRel, Ordering::Acquire)
@@ -385,6 +394,11 @@ impl<T> Chan<T> {
             }
             RecvAttempt::Closed => None,
             RecvAttempt::WouldBlock => {
+                if crate::planted::is(crate::planted::Bug::ChanRecvParkUnlocked) {
+                    // Planted: the lock is let go between finding nothing and queueing.
+                    drop(state);
+                    state = self.inner.state.lock();
+                }
                 let waiter = Waiter::new(current(), None, None, 0);
                 state.recvq.push(&waiter);
                 crate::sched::park(WaitReason::ChanReceive, state.into_parked());
