@@ -10,6 +10,7 @@ pub mod coverage;
 pub mod farm;
 pub mod figures;
 pub mod host;
+pub mod hunt;
 pub mod image;
 pub mod kernel;
 pub mod outcome;

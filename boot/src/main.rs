@@ -68,6 +68,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot::bench::bench(&options)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Hunt { seeds, seconds, bugs, random, pct, jobs, markdown, json } => {
+            let args = boot::hunt::HuntArgs {
+                seeds: *seeds,
+                seconds: *seconds,
+                bugs: bugs.clone(),
+                random: *random,
+                pct: *pct,
+                jobs: *jobs,
+                markdown: markdown.clone(),
+                json: json.clone(),
+            };
+            // The command as typed, for the table's caption.
+            let typed: Vec<String> = std::env::args().skip(1).map(|a| boot::cli::shell_quote(&a)).collect();
+            boot::hunt::run(opts, &args, &format!("cargo run -- {}", typed.join(" ")))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Trace { .. } => anyhow::bail!("trace runs run, test or stress, not another trace"),
     };
     if let Some((_, kib)) = &trace_dir {
