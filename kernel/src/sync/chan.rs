@@ -109,12 +109,14 @@ impl<T> Waiter<T> {
             None => true,
             // SAFETY: the select's state lives on the parked thread's stack while it waits.
             Some(sel) if crate::planted::is(crate::planted::Bug::SelectClaimNoCas) => {
-                // Planted: check, then claim, in two steps.
+                // Planted: check, then claim, in two steps (another claimer may come between).
                 // SAFETY: as below.
                 let won = &unsafe { &*sel }.won;
-                let free = won.load(Ordering::Acquire) == SelectWait::NONE;
+                if won.load(Ordering::Acquire) != SelectWait::NONE {
+                    return false;
+                }
                 won.store(self.case, Ordering::Release);
-                free
+                true
             }
             // SAFETY: the select's state lives on the parked thread's stack while it waits.
             Some(sel) => unsafe { &*sel }
