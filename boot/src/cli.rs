@@ -123,6 +123,35 @@ pub enum Command {
         #[arg(long, value_parser = parse_count)]
         jobs: Option<u64>,
     },
+    /// For each planted kernel bug (the planted-bugs build) and each preemption mode (normal;
+    /// always-preempt with every, random:N, pct:D) at 1 and 2 CPUs (pct at 1): how many seeds
+    /// catch it and the median runs to the first catch, with stress farms (docs/stress.md).
+    Hunt {
+        /// Seeds per bug and mode (1..=M).
+        #[arg(long, default_value_t = 5, value_parser = parse_count)]
+        seeds: u64,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 3, value_parser = parse_count)]
+        seconds: u64,
+        /// Only these bugs (comma-separated; default: every planted kernel bug).
+        #[arg(long, value_delimiter = ',')]
+        bugs: Vec<String>,
+        /// N of the random:N strategy.
+        #[arg(long, default_value_t = 8, value_parser = parse_count)]
+        random: u64,
+        /// D of the pct:D strategy.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+        pct: u32,
+        /// How many QEMUs run at once (default: the host's cores).
+        #[arg(long, value_parser = parse_count)]
+        jobs: Option<u64>,
+        /// Write the table as Markdown to this file too.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the table as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run the benchmarks on release builds, instruction-counted (-icount), and compare the
     /// instrumented, plain (with and without frame pointers) and always-preempt builds.
     Bench {

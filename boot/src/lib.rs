@@ -11,6 +11,7 @@ pub mod farm;
 pub mod figures;
 pub mod gdb;
 pub mod host;
+pub mod hunt;
 pub mod image;
 pub mod kernel;
 pub mod labs;

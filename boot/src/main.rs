@@ -69,6 +69,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot::bench::bench(&options)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Hunt { seeds, seconds, bugs, random, pct, jobs, markdown, json } => {
+            let args = boot::hunt::HuntArgs {
+                seeds: *seeds,
+                seconds: *seconds,
+                bugs: bugs.clone(),
+                random: *random,
+                pct: *pct,
+                jobs: *jobs,
+                markdown: markdown.clone(),
+                json: json.clone(),
+            };
+            // The command as typed, for the table's caption.
+            let typed: Vec<String> = std::env::args().skip(1).map(|a| boot::cli::shell_quote(&a)).collect();
+            boot::hunt::run(opts, &args, &format!("cargo run -- {}", typed.join(" ")))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         // The labs build and boot their own kernels (see `boot::labs`).
         Command::Grade(args) => {
             let options = boot::labs::GradeOptions {

@@ -12,7 +12,7 @@
 //! 3. reports: `fatal` (the fatal report, backtraces)
 //! 2. the records: `records` (`G`, `PerCpu`, spin locks, the context switch and trap entry
 //!    stubs), `console`, `trace` (the scheduler trace's rings)
-//! 1. the machine: `arch`, `time`, `rand`
+//! 1. the machine: `arch`, `time`, `rand`, `planted` (the planted kernel bugs' selector)
 //!
 //! The assembly on floor 2 enters the floors above through named doors, not imports:
 //! `_start` calls `kernel_start` (below), the trap stubs call `trap::dispatch::trap_dispatch`,
@@ -36,6 +36,7 @@ extern crate alloc;
 
 // Floor 1
 mod arch;
+mod planted;
 mod rand;
 mod time;
 // Floor 2
@@ -124,6 +125,7 @@ pub extern "C" fn kernel_start(boot_info: &'static mut BootInfo) -> ! {
     };
     let cmdline = CMDLINE.call_once(|| parsed);
     console::logger::init(cmdline.log);
+    select_planted_bug(cmdline.inject);
 
     mm::init(boot_info, cmdline.heap_max_mib << 20);
     mm::stack::init(cmdline.stack_max_kib * 1024, cmdline.stack_init_kib * 1024);
@@ -244,4 +246,22 @@ extern "C" fn kernel_main(_: usize) -> ! {
     // The first thread ends the run itself (it exits QEMU); nobody joins it.
     drop(first);
     sched::run_scheduler(bsp)
+}
+
+/// `inject=NAME` naming a planted kernel bug (`planted`): selects it, before any other CPU or
+/// thread runs; in a build without the planted bugs, stops with an error saying so. (Other names
+/// are the stress test's own bugs, or a test's: their runs check them.)
+fn select_planted_bug(inject: &str) {
+    let Some(bug) = planted::from_name(inject) else { return };
+    #[cfg(feature = "planted-bugs")]
+    planted::select(bug);
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        println!(
+            "kernel: error: inject={inject} is a planted kernel bug, and this kernel was built without them \
+             (build it with --features planted-bugs)"
+        );
+        exit(ExitCode::Failure);
+    }
 }

@@ -38,8 +38,8 @@ use crate::cli::{Opts, Replay, StressArgs, default_stress_timeout};
 use crate::outcome::Outcome;
 use crate::qemu::{RunConfig, RunResult};
 use progress::{Counts, Progress};
-pub use report::Totals;
-use report::{Failure, Transcripts};
+use report::Transcripts;
+pub use report::{Failure, Totals};
 use seeds::Seeds;
 
 /// How often the collector wakes up without news: redraws the progress line, notices Ctrl-C.
@@ -143,6 +143,12 @@ enum RunEnd {
 /// Runs every seed of `plan` on `kernel` until done or `stop` is raised, prints the progress
 /// (stderr) and the report (stdout), and returns how it ended.
 pub fn run(plan: &Plan, kernel: &Kernel, stop: &Arc<AtomicBool>) -> Totals {
+    run_keeping_failures(plan, kernel, stop).0
+}
+
+/// `run`, also returning each failing run (its seed, reason, replay command and transcript's
+/// place), for callers that tabulate farms (`boot::hunt`).
+pub fn run_keeping_failures(plan: &Plan, kernel: &Kernel, stop: &Arc<AtomicBool>) -> (Totals, Vec<Failure>) {
     eprintln!(
         "stress farm: {} runs of {} s (seeds {}-{}), {} at a time, build {}; Ctrl-C stops it",
         plan.seeds.count(),
@@ -228,8 +234,8 @@ impl Tally {
         self.progress.notice(text, &self.counts, Instant::now());
     }
 
-    /// The last progress line, then the report; returns the totals.
-    fn finish(mut self, plan: &Plan) -> Totals {
+    /// The last progress line, then the report; returns the totals and the failures.
+    fn finish(mut self, plan: &Plan) -> (Totals, Vec<Failure>) {
         self.progress.finish(&self.counts, Instant::now());
         let mut failed: Vec<u64> = self.failures.iter().map(|f| f.seed).collect();
         failed.sort_unstable();
@@ -243,7 +249,7 @@ impl Tally {
             interrupted: self.counts.done < self.counts.total,
         };
         print_report(plan, &totals, &self.failures, &mut self.transcripts);
-        totals
+        (totals, self.failures)
     }
 }
 

@@ -153,12 +153,17 @@ impl LocalRunQueue {
             if n == 0 {
                 if allow_next {
                     let next = self.runnext.load(Ordering::Acquire);
-                    if !next.is_null()
-                        && self
-                            .runnext
+                    // Planted bug `runnext-steal-no-cas`: a plain store instead of the CAS.
+                    let taken = |q: &LocalRunQueue| {
+                        if crate::planted::is(crate::planted::Bug::RunnextStealNoCas) {
+                            q.runnext.store(core::ptr::null_mut(), Ordering::Release);
+                            return true;
+                        }
+                        q.runnext
                             .compare_exchange(next, core::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
-                    {
+                    };
+                    if !next.is_null() && taken(self) {
                         // SAFETY: as above.
                         return Some(unsafe { &*next });
                     }

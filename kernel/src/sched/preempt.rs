@@ -129,7 +129,14 @@ fn timer_tick(frame: &mut TrapFrame) {
     }
     if !g.preempt.load(Ordering::Relaxed) {
         let used = now - cpu.slice_start.load(Ordering::Relaxed);
-        if used >= QUANTUM_TICKS.load(Ordering::Relaxed) || crate::sched::timer::due(cpu) {
+        // Planted bug `timer-lock-in-tick`: the heap itself, under its plain spin lock, instead
+        // of the lock-free mirror.
+        let due = if crate::planted::is(crate::planted::Bug::TimerLockInTick) {
+            cpu.timers.lock().next_due() <= crate::arch::cpu::rdtsc()
+        } else {
+            crate::sched::timer::due(cpu)
+        };
+        if used >= QUANTUM_TICKS.load(Ordering::Relaxed) || due {
             g.request_preempt(now);
             cpu.counters.preempt_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -150,7 +157,12 @@ fn timer_tick(frame: &mut TrapFrame) {
 /// goes, and the next tick when interrupts are back on. Returns only if deferred.
 pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool, rip: usize) {
     g.stackguard0.store(g.real_guard(), Ordering::Relaxed);
-    if g.preemptible(interrupts_were_enabled) {
+    let preemptible = if crate::planted::is(crate::planted::Bug::CoopPreemptSpinlock) {
+        g.is_thread() && interrupts_were_enabled // planted: the lock depth is not asked
+    } else {
+        g.preemptible(interrupts_were_enabled)
+    };
+    if preemptible {
         g.preempt.store(false, Ordering::Relaxed);
         cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
         crate::sched::explore::replay::cover(rip);
@@ -163,6 +175,9 @@ pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool, r
 /// Preempts switched-out thread `g` (`why`: which kind of preemption): it goes to the global
 /// queue (Go's `gopreempt_m`; under PCT, back among the runnable threads by priority).
 pub fn preempt_m(g: &'static G, why: Stop) -> ! {
+    // A preempted thread holds no spin lock (whoever waits for it would spin for a thread that
+    // does not run): every preemption path asks `G::preemptible` first; this says so if one did not.
+    crate::sched::schedule::check_locks_at_switch(g, 0, "preemption");
     g.transition(crate::records::g::GState::Running, crate::records::g::GState::Runnable);
     crate::sched::explore::digest::stopped(this_cpu(), g, why);
     if crate::sched::explore::pct_active() {
@@ -182,7 +197,12 @@ fn inject_async_preemption(frame: &mut TrapFrame) -> bool {
     let g = frame.interrupted();
     let (lo, _) = g.stack_bounds();
     let rsp = frame.rsp as usize;
-    if !g.preemptible(frame.interrupts_were_enabled()) || rsp < lo + ASYNC_PREEMPT_STACK {
+    let preemptible = if crate::planted::is(crate::planted::Bug::AsyncPreemptSpinlock) {
+        g.is_thread() && frame.interrupts_were_enabled() // planted: the lock depth is not asked
+    } else {
+        g.preemptible(frame.interrupts_were_enabled())
+    };
+    if !preemptible || rsp < lo + ASYNC_PREEMPT_STACK {
         this_cpu().counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
         crate::trace::deferred(g, true);
         return false;

@@ -214,7 +214,11 @@ extern "C" fn newstack(g: &'static G) -> ! {
         // A forced point (the hook's poison, or one found under another request).
         // SAFETY: the thread's frame pointer points at its saved rbp and return address.
         let caller = unsafe { *((ctx.rbp + 8) as *const usize) };
-        let preemptible = g.preemptible(ctx.interrupts_enabled());
+        let preemptible = if crate::planted::is(crate::planted::Bug::CoopPreemptSpinlock) {
+            g.is_thread() && ctx.interrupts_enabled() // planted: the lock depth is not asked
+        } else {
+            g.preemptible(ctx.interrupts_enabled())
+        };
         if let crate::sched::explore::Decision::Preempt =
             crate::sched::explore::at_forced_point(cpu, g, preemptible, rip, caller)
         {

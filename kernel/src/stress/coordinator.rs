@@ -52,6 +52,11 @@ pub(super) fn print_bugs() {
     for (_, name, what) in BUGS {
         crate::println!("stress:   {name:<20} {what}");
     }
+    let built = if crate::planted::BUILT { "in this build" } else { "only in a build with --features planted-bugs" };
+    crate::println!("stress: planted kernel bugs (inject=NAME, {built}):");
+    for info in crate::planted::BUGS {
+        crate::println!("stress:   {:<26} {:<16} {}", info.name, info.subsystem, info.models);
+    }
 }
 
 /// Ends a failed torture run: every thread's traceback (what each was doing when the failure was
@@ -70,6 +75,8 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
             print_bugs();
             exit(ExitCode::Success)
         }
+        // A planted kernel bug was selected at boot (`planted`): the torture test runs as usual.
+        name if crate::planted::from_name(name).is_some() => None,
         name => match Bug::from_name(name) {
             Some(bug) => Some(bug),
             None => {
@@ -88,7 +95,7 @@ pub fn run(seconds: u64, seed: u64, inject: &str) -> ! {
         "stress: {seconds} s, seed {seed}, {} workers on {cpus} CPU(s), preempt={mode}{}, planted bug: {}",
         WORKERS_PER_CPU * cpus,
         if cfg!(feature = "always-preempt") { " (always-preempt build)" } else { "" },
-        bug.map_or("none", Bug::name)
+        bug.map(Bug::name).or(crate::planted::selected().map(|info| info.name)).unwrap_or("none")
     );
 
     let base = Baseline::take();

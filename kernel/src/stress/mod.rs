@@ -4,7 +4,8 @@
 //!
 //! Who runs:
 //! - **Workers**, three per online CPU, unpinned (so the scheduler must spread them by stealing).
-//!   Each loops over operations chosen by its own PRNG: spawn and join short-lived children,
+//!   Each loops over operations chosen by its own PRNG: spawn and join short-lived children
+//!   (counted in a `WaitGroup` the parent waits on, all calling one `Once`),
 //!   round trips through an echo child over buffered and unbuffered channels, `select!` with a
 //!   timeout, increments of a shared counter under a `Mutex`, sleeps of 0-2 ms, heap churn,
 //!   recursion up to ~150 KiB deep (the stack grows on demand), and loops without calls that
@@ -34,6 +35,8 @@
 //!   consumer stuck for ever); and a lane consumer whose `select!` timed out although a message had
 //!   been sent to it before the deadline reports it at once (the timeout would hide it);
 //! - values come back intact: children's results, echoes, heap blocks, stack frames;
+//! - `WaitGroup::wait` returns only after every child's `done`, and `Once::call_once` only once
+//!   its function has run;
 //! - at the end, with everything joined and dropped, live threads, frames and heap are back
 //!   to what they were at the start (`ktest::baseline`, compared here without panicking);
 //! - the run did its work: enough operations of every kind, asynchronous preemptions of the

@@ -4,13 +4,15 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::shared::{Kind, Rng, STREAM_WORKER, Shared, Slot, pick};
 use crate::sched::{sleep, try_spawn, yield_now};
 use crate::sync::after;
-use crate::sync::{Chan, chan};
+use crate::sync::{Chan, Once, WaitGroup, chan};
 use crate::time::now;
 
 /// Heap blocks a worker keeps alive at once.
@@ -26,26 +28,68 @@ pub(super) fn echo_of(v: u64) -> u64 {
     !v.rotate_left(7)
 }
 
-/// Spawns 1-4 children that do a little (yield, sleep, recurse) and return a value computed
-/// from their input; joins them and checks each value.
+/// What a `Once` of `op_spawn` stores (any value its readers can tell from zero).
+const ONCE_VALUE: u64 = 0x0ce0_0ce0;
+
+/// The children of one `op_spawn`: a `WaitGroup` they are counted in, and a `Once` they all call.
+struct Family {
+    group: WaitGroup,
+    done: AtomicU64,
+    once: Once,
+    value: AtomicU64,
+}
+
+/// Spawns 1-4 children that do a little (yield, sleep, recurse), each calling one shared `Once`
+/// (which must have run its function when `call_once` returns) and counted in a `WaitGroup` (whose
+/// `wait` must return only when all have called `done`); joins them and checks each value.
 pub(super) fn op_spawn(shared: &Shared, rng: &mut Rng) -> Result<(), String> {
     let n = 1 + rng.below(4);
+    let family = Arc::new(Family {
+        group: WaitGroup::new(),
+        done: AtomicU64::new(0),
+        once: Once::new(),
+        value: AtomicU64::new(0),
+    });
+    family.group.add(n as i64);
     let mut children = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let input = rng.next();
         let mut child_rng = rng.child();
         let recursion_max = shared.recursion_max;
+        let family = family.clone();
         let handle = try_spawn("stress-child", move || {
-            match child_rng.below(4) {
-                0 => yield_now(),
-                1 => sleep(child_rng.micros(500)),
-                2 => recurse_and_check(child_rng.below(recursion_max as u64 / 4 + 1) as usize, child_rng.next())?,
-                _ => {}
+            let work = match child_rng.below(4) {
+                0 => {
+                    yield_now();
+                    Ok(())
+                }
+                1 => {
+                    sleep(child_rng.micros(500));
+                    Ok(())
+                }
+                2 => recurse_and_check(child_rng.below(recursion_max as u64 / 4 + 1) as usize, child_rng.next()),
+                _ => Ok(()),
+            };
+            family.once.call_once(|| {
+                yield_now();
+                family.value.store(ONCE_VALUE, Ordering::Release);
+            });
+            let seen = family.value.load(Ordering::Acquire);
+            family.done.fetch_add(1, Ordering::Release);
+            family.group.done();
+            work?;
+            if seen != ONCE_VALUE {
+                return Err(format!("spawn: Once::call_once returned before its function had run (read {seen:#x})"));
             }
             Ok::<u64, String>(child_value(input))
         })
         .map_err(|e| format!("spawn: {e}"))?;
         children.push((input, handle));
+    }
+    family.group.wait();
+    let done = family.done.load(Ordering::Acquire);
+    if done != n {
+        return Err(format!("spawn: WaitGroup::wait returned when {done} of {n} children had called done"));
     }
     for (input, child) in children {
         let got = child.join().map_err(|death| format!("spawn: a child died: {death}"))??;

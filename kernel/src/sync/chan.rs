@@ -108,6 +108,17 @@ impl<T> Waiter<T> {
         match self.select {
             None => true,
             // SAFETY: the select's state lives on the parked thread's stack while it waits.
+            Some(sel) if crate::planted::is(crate::planted::Bug::SelectClaimNoCas) => {
+                // Planted: check, then claim, in two steps (another claimer may come between).
+                // SAFETY: as below.
+                let won = &unsafe { &*sel }.won;
+                if won.load(Ordering::Acquire) != SelectWait::NONE {
+                    return false;
+                }
+                won.store(self.case, Ordering::Release);
+                true
+            }
+            // SAFETY: the select's state lives on the parked thread's stack while it waits.
             Some(sel) => unsafe { &*sel }
                 .won
                 .compare_exchange(SelectWait::NONE, self.case, Ordering::AcqRel, Ordering::Acquire)
@@ -398,6 +409,11 @@ impl<T> Chan<T> {
             }
             RecvAttempt::Closed => None,
             RecvAttempt::WouldBlock => {
+                if crate::planted::is(crate::planted::Bug::ChanRecvParkUnlocked) {
+                    // Planted: the lock is let go between finding nothing and queueing.
+                    drop(state);
+                    state = self.inner.state.lock();
+                }
                 // LAB 1 BEGIN: park this receiver until a sender hands it a value (or the channel closes)
                 // LAB 1 STUB: drop(state);
                 // LAB 1 STUB: todo!("lab 1: park the receiver until a sender hands it a value")

@@ -81,10 +81,15 @@ impl<T> Mutex<T> {
             crate::arch::cpu::relax();
         }
         loop {
+            // Planted bug `mutex-park-unlocked`: the waiter is announced before the lock is taken.
+            let announced_unlocked = crate::planted::is(crate::planted::Bug::MutexParkUnlocked);
+            if announced_unlocked && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+                return;
+            }
             let mut waiters = self.waiters.lock();
             // Announce a waiter; if the mutex was free meanwhile, we own it (marked contended,
             // which costs at most one needless wake-up).
-            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+            if !announced_unlocked && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return;
             }
             let me = current();
@@ -119,6 +124,15 @@ impl<T> Mutex<T> {
     #[inline(always)]
     fn unlock(&self) {
         self.owner.store(core::ptr::null_mut(), Ordering::Relaxed);
+        if crate::planted::is(crate::planted::Bug::MutexUnlockEarlyCheck) {
+            // Planted: "any waiters?" is read before the release, which is a separate store.
+            let contended = self.state.load(Ordering::Relaxed) == CONTENDED;
+            self.state.store(UNLOCKED, Ordering::Release);
+            if contended {
+                self.wake_one();
+            }
+            return;
+        }
         if self.state.compare_exchange(LOCKED, UNLOCKED, Ordering::Release, Ordering::Relaxed).is_err() {
             self.unlock_contended();
         }
@@ -130,6 +144,14 @@ impl<T> Mutex<T> {
         let mut waiters = self.waiters.lock();
         self.state.store(UNLOCKED, Ordering::Release);
         if let Some(g) = waiters.pop() {
+            crate::sched::ready(g);
+        }
+    }
+
+    /// Readies one waiter, if any (only for the planted `mutex-unlock-early-check`).
+    #[cold]
+    fn wake_one(&self) {
+        if let Some(g) = self.waiters.lock().pop() {
             crate::sched::ready(g);
         }
     }

@@ -41,6 +41,9 @@ impl Once {
             return;
         }
         if self.state.compare_exchange(NEW, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
+            if crate::planted::is(crate::planted::Bug::OnceDoneEarly) {
+                self.state.store(DONE, Ordering::Release); // planted: done before `f` has run
+            }
             // SAFETY: `self` outlives the call of `f`, during which the hook may run.
             unsafe { crate::sched::death::on_death(complete_on_death, self as *const Once as *const (), f) };
             self.complete();

@@ -61,8 +61,13 @@ impl WaitGroup {
 
     /// Parks until the count is zero.
     pub fn wait(&self) {
+        // Planted bug `waitgroup-wait-unlocked`: the counter is checked before the lock is taken.
+        let checked_unlocked = crate::planted::is(crate::planted::Bug::WaitGroupWaitUnlocked);
+        if checked_unlocked && self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut waiters = self.waiters.lock();
-        if self.count.load(Ordering::Acquire) == 0 {
+        if !checked_unlocked && self.count.load(Ordering::Acquire) == 0 {
             return;
         }
         let node = WaitNode::new(current());
