@@ -102,10 +102,13 @@ fn a_planted_bug_fails_every_seed_and_each_failure_replays() {
             row.contains("kernel failure: stress: FAILURE: the shared counter is") && row.ends_with("update(s) lost"),
             "seed {seed}: {row}"
         );
-        let expected = format!(
-            "cargo run -- --smp 2 --features always-preempt stress --seconds 1 --seed {seed} --inject non-atomic-counter"
-        );
-        assert_eq!(replay, expected);
+        // The image's build id: 32 hex digits, the same for every seed of the farm.
+        let (head, tail) = replay.split_once(" --expect-build-id ").unwrap_or_else(|| panic!("no build id: {replay}"));
+        let (id, rest) = tail.split_once(' ').unwrap_or((tail, ""));
+        assert_eq!(head, "cargo run -- --smp 2 --features always-preempt", "{replay}");
+        assert!(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()), "{replay}");
+        assert_eq!(rest, format!("stress --seconds 1 --seed {seed} --inject non-atomic-counter"));
+        assert_eq!(id, ran.row(1).1.split(' ').nth(8).unwrap_or(""), "seeds of one farm name one image");
         let log = std::fs::read_to_string(dir.join(format!("seed-{seed}.log")))
             .unwrap_or_else(|e| panic!("seed {seed}'s transcript was not kept in {}: {e}", dir.display()));
         assert!(log.contains(&format!("stress: 1 s, seed {seed}, ")), "seed {seed}'s log is another run's:\n{log}");

@@ -214,11 +214,16 @@ crate::ktest! {
             crate::ktest_skip!("a planted race that fails by design: run it with inject=ktest-lost-update");
         }
         let counter = Arc::new(AtomicU64::new(0));
+        // Both start together (else the first may be done before the second is even spawned).
+        let go = Arc::new(AtomicBool::new(false));
         const ROUNDS: u64 = 200;
         let workers: alloc::vec::Vec<_> = (0..2)
             .map(|_| {
-                let counter = Arc::clone(&counter);
+                let (counter, go) = (Arc::clone(&counter), Arc::clone(&go));
                 crate::sched::spawn_on(0, "incrementer", move || {
+                    while !go.load(Ordering::Acquire) {
+                        crate::sched::yield_now();
+                    }
                     for _ in 0..ROUNDS {
                         let v = counter.load(Ordering::Relaxed);
                         counter.store(step(v), Ordering::Relaxed);
@@ -226,6 +231,7 @@ crate::ktest! {
                 })
             })
             .collect();
+        go.store(true, Ordering::Release);
         for w in workers {
             w.join().expect("incrementer");
         }
