@@ -63,9 +63,17 @@ pub fn mode() -> Mode {
 pub fn timer_interrupt(frame: &mut TrapFrame) {
     if crate::sched::explore::async_active() {
         explore_timer(frame);
-    } else {
-        timer_tick(frame);
+        return;
     }
+    let cpu = this_cpu();
+    if cpu.explore.next_tick_tsc.get() != 0 {
+        // The `async:N` strategy was switched off (a test's trial ended): this is the last of its
+        // one-shot interrupts (each was armed at most one tick ahead); the timer is periodic again.
+        cpu.explore.next_tick_tsc.set(0);
+        cpu.explore.next_inject_tsc.set(u64::MAX);
+        crate::arch::apic::start_timer();
+    }
+    timer_tick(frame);
 }
 
 /// `async:N`: the timer runs one-shot, armed for whichever comes first, the next periodic tick

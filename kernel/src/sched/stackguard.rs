@@ -223,6 +223,8 @@ extern "C" fn newstack(g: &'static G) -> ! {
             crate::sched::explore::at_forced_point(cpu, g, preemptible, rip, caller)
         {
             g.preempt.store(false, Ordering::Relaxed);
+            // A preemption at a prologue, as the timer's: counted with them (tests read it).
+            cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
             crate::sched::preempt::preempt_m(g, crate::trace::Stop::PreemptForced);
         }
         if !g.preempt.load(Ordering::Relaxed) {
