@@ -213,8 +213,10 @@ ktest! {
         if crate::sched::preempt::mode() != crate::sched::preempt::Mode::Async {
             crate::ktest_skip!("needs asynchronous preemption (preempt=async, the default)");
         }
-        // Long enough for a request (one quantum) and then an injection (a quantum later).
-        let spin = 4 * Duration::from_millis(10).as_nanos() as u64 * crate::time::tsc_hz() / 1_000_000_000;
+        // Long enough for a request (one quantum) and then an injection (a quantum later), with
+        // room for a slice that started before the spin and for TCG's uneven ticks (four quanta
+        // were too few at --smp 2 in the release build).
+        let spin = 10 * Duration::from_millis(10).as_nanos() as u64 * crate::time::tsc_hz() / 1_000_000_000;
         for depth in [96, 160] {
             let before = totals();
             let t = spawn("deep-spinner", move || {
