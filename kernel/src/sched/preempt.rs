@@ -171,13 +171,20 @@ pub fn at_prologue(cpu: &PerCpu, g: &'static G, interrupts_were_enabled: bool, r
         g.preemptible(interrupts_were_enabled)
     };
     if preemptible {
-        g.preempt.store(false, Ordering::Relaxed);
-        cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
-        crate::sched::explore::replay::cover(rip);
-        preempt_m(g, Stop::PreemptCoop);
+        preempt_at_prologue(cpu, g, rip, Stop::PreemptCoop);
     }
     cpu.counters.preempt_deferred.fetch_add(1, Ordering::Relaxed);
     crate::trace::deferred(g, false);
+}
+
+/// Preempts switched-out thread `g` at the prologue whose hook returns to `rip`: a timer
+/// request (`at_prologue`) or a forced point of the explorer (`why` says which). Both count as
+/// cooperative preemptions and as a preemption site for `--coverage`.
+pub fn preempt_at_prologue(cpu: &PerCpu, g: &'static G, rip: usize, why: Stop) -> ! {
+    g.preempt.store(false, Ordering::Relaxed);
+    cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
+    crate::sched::explore::replay::cover(rip);
+    preempt_m(g, why)
 }
 
 /// Preempts switched-out thread `g` (`why`: which kind of preemption): it goes to the global

@@ -222,10 +222,7 @@ extern "C" fn newstack(g: &'static G) -> ! {
         if let crate::sched::explore::Decision::Preempt =
             crate::sched::explore::at_forced_point(cpu, g, preemptible, rip, caller)
         {
-            g.preempt.store(false, Ordering::Relaxed);
-            // A preemption at a prologue, as the timer's: counted with them (tests read it).
-            cpu.counters.preempt_coop.fetch_add(1, Ordering::Relaxed);
-            crate::sched::preempt::preempt_m(g, crate::trace::Stop::PreemptForced);
+            crate::sched::preempt::preempt_at_prologue(cpu, g, rip, crate::trace::Stop::PreemptForced);
         }
         if !g.preempt.load(Ordering::Relaxed) {
             g.stackguard0.store(g.real_guard(), Ordering::Relaxed);

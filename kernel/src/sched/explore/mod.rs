@@ -235,7 +235,6 @@ pub fn at_forced_point(cpu: &PerCpu, g: &G, preemptible: bool, rip: usize, calle
         cpu.counters.forced_preempts.fetch_add(1, Ordering::Relaxed);
         g.explore.forced.fetch_add(1, Ordering::Relaxed);
         replay::record(g.explore.key.get(), now, rip, caller);
-        replay::cover(rip);
         Decision::Preempt
     } else {
         Decision::Continue
