@@ -1,6 +1,8 @@
 //! Proof that the lab grades mean something (`boot::labs`): the reference tree scores full marks on
 //! every lab; each lab's student copy builds, boots, scores below full marks on its own lab and
-//! full marks on every other; and known-wrong solutions lose exactly the points they should.
+//! full marks on every other (a find-and-fix lab's copy, a kernel with a bug, is graded on its own
+//! lab only, and must not show where the bug is); and known-wrong solutions lose exactly the
+//! points they should.
 //!
 //! Copies are written under `target/lab-copies/` and share one build directory,
 //! `target/lab-copies/kernel/VARIANT`, seeded from the reference tree's (`cp -a`, keeping the
@@ -15,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
-use boot::labs::catalog::{LABS, Lab};
+use boot::labs::catalog::{Kind, LABS, Lab};
 use boot::labs::copy::{Tree, write_copy};
 use boot::labs::grade::{LabGrade, Source, grade};
 use boot::labs::markers::{Fill, Region};
@@ -161,8 +163,17 @@ fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>, graded: &[&Lab]) -> Res
 }
 
 fn student_copy(log: &mut Log, lab: &'static Lab) -> Result<()> {
-    let labs: Vec<&'static Lab> = LABS.iter().collect();
+    // A find-and-fix lab's copy is a kernel with a bug, which may cost any lab's torture checks:
+    // only its own lab is graded.
+    let labs: Vec<&'static Lab> = match lab.kind {
+        Kind::WriteBack => LABS.iter().collect(),
+        Kind::FindAndFix => vec![lab],
+    };
     let source = fresh_copy(lab.number, &format!("lab-{}", lab.number), &mut Fill::Stub, &labs)?;
+    if lab.kind == Kind::FindAndFix {
+        let shown = Tree::read(&source.root)?.labs();
+        ensure!(!shown.contains(&lab.number), "the lab {} copy shows its markers", lab.number);
+    }
     let grades = grade_labs(log, &source, &labs)?;
     for g in &grades {
         if g.number == lab.number {

@@ -8,6 +8,11 @@
 //! (`stack_max_kib=64 stack_init_kib=64`: no stack ever grows, so a lab 4 copy whose stacks
 //! cannot grow yet grades the other labs in full), and no check outside lab 1 blocks on a
 //! channel (a lab 1 copy has none that can block). `cargo test` checks both claims on real copies.
+//!
+//! Lab 5 is of another kind (`Kind::FindAndFix`): its copy holds a bug in the kernel's own code
+//! instead of a stub, with no marker to show where, and it is graded by torture runs under every
+//! preemption strategy plus the clean tests of the code the bug is in. A bug in the kernel's own
+//! code may also cost the other labs' torture checks in that copy: it is a broken kernel.
 
 /// A kernel build and machine to run checks in.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -49,6 +54,38 @@ pub static GROW_AP_SMP1: Setup = Setup {
     test_limit: 60,
 };
 
+/// Lab 5's set-ups: the torture test in the forced-preemption build at one CPU under each
+/// strategy of the schedule explorer, and the normal build (timer preemption) at two CPUs.
+pub static FIX_EVERY: Setup = Setup {
+    name: "always-preempt-smp1-every",
+    features: &["always-preempt"],
+    smp: 1,
+    cmdline: "strategy=every",
+    test_limit: 60,
+};
+pub static FIX_RANDOM: Setup = Setup {
+    name: "always-preempt-smp1-random:8",
+    features: &["always-preempt"],
+    smp: 1,
+    cmdline: "strategy=random:8",
+    test_limit: 60,
+};
+pub static FIX_PCT: Setup = Setup {
+    name: "always-preempt-smp1-pct:3",
+    features: &["always-preempt"],
+    smp: 1,
+    cmdline: "strategy=pct:3",
+    test_limit: 60,
+};
+pub static FIX_ASYNC: Setup = Setup {
+    name: "always-preempt-smp1-async:200000",
+    features: &["always-preempt"],
+    smp: 1,
+    cmdline: "strategy=async:200000",
+    test_limit: 60,
+};
+pub static FIX_NORMAL: Setup = Setup { name: "smp2-timer", features: &[], smp: 2, cmdline: "", test_limit: 40 };
+
 /// What one graded item runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Check {
@@ -76,10 +113,22 @@ pub struct Item {
     pub points: u32,
 }
 
+/// What the students of a lab do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Write back the marked regions, which their copy has as stubs.
+    WriteBack,
+    /// Find and fix a bug: their copy has each marked region's `STUB` (the bug) in place of the
+    /// solution, and no lab markers at all; the other labs' copies have the solution, unmarked.
+    /// The students may change any kernel code except the tests.
+    FindAndFix,
+}
+
 /// A lab: its number, title, page, and items.
 #[derive(Debug)]
 pub struct Lab {
     pub number: u32,
+    pub kind: Kind,
     pub title: &'static str,
     /// The lab's page, relative to the repository root.
     pub page: &'static str,
@@ -102,9 +151,10 @@ const fn stress(setup: &'static Setup, seconds: u64, seed: u64, points: u32) -> 
 }
 
 /// Every graded lab, in order.
-pub static LABS: [Lab; 4] = [
+pub static LABS: [Lab; 5] = [
     Lab {
         number: 1,
+        kind: Kind::WriteBack,
         title: "threads and channels: the unbuffered rendezvous over park and ready",
         page: "docs/labs/01-threads-and-channels.md",
         items: &[
@@ -126,6 +176,7 @@ pub static LABS: [Lab; 4] = [
     },
     Lab {
         number: 2,
+        kind: Kind::WriteBack,
         title: "the always-preempt hook, in assembly",
         page: "docs/labs/02-the-always-preempt-hook.md",
         items: &[
@@ -141,6 +192,7 @@ pub static LABS: [Lab; 4] = [
     },
     Lab {
         number: 3,
+        kind: Kind::WriteBack,
         title: "work stealing and the idle/wake-up handshake",
         page: "docs/labs/03-work-stealing.md",
         items: &[
@@ -154,6 +206,7 @@ pub static LABS: [Lab; 4] = [
     },
     Lab {
         number: 4,
+        kind: Kind::WriteBack,
         title: "stacks that grow: the growth step, in the slow path and the fault path",
         page: "docs/labs/04-stacks-that-grow.md",
         items: &[
@@ -168,7 +221,36 @@ pub static LABS: [Lab; 4] = [
             test(&GROW_AP_SMP1, "sched::tests::a_growth_keeps_a_poisoned_guard", 1),
         ],
     },
+    Lab {
+        number: 5,
+        kind: Kind::FindAndFix,
+        title: "find and fix a preemption bug, with the stress farm, replay and shrinking",
+        page: "docs/labs/05-find-and-fix.md",
+        items: &[
+            stress(&FIX_EVERY, 2, 1, 2),
+            stress(&FIX_EVERY, 2, 2, 2),
+            stress(&FIX_RANDOM, 2, 1, 2),
+            stress(&FIX_RANDOM, 2, 2, 2),
+            stress(&FIX_PCT, 2, 1, 1),
+            stress(&FIX_PCT, 2, 2, 1),
+            stress(&FIX_ASYNC, 2, 1, 1),
+            stress(&FIX_ASYNC, 2, 2, 1),
+            stress(&FIX_NORMAL, 2, 1, 1),
+            stress(&FIX_NORMAL, 2, 2, 1),
+            test(&FIX_NORMAL, "sync::tests::unbuffered_round_trips", 1),
+            test(&FIX_NORMAL, "sync::tests::select_blocks_until_a_case_is_ready", 1),
+            test(&FIX_NORMAL, "sched::smp_tests::mutex_across_cpus_is_exact", 1),
+            test(&FIX_NORMAL, "sched::tests::ten_thousand_threads", 1),
+            test(&FIX_RANDOM, "sync::tests::close_panics_blocked_senders", 1),
+            test(&FIX_RANDOM, "sched::tests::a_panicking_thread_dies_alone", 1),
+        ],
+    },
 ];
+
+/// The labs whose students find and fix a bug (their regions are never marked in a copy).
+pub fn find_and_fix_labs() -> Vec<u32> {
+    LABS.iter().filter(|l| l.kind == Kind::FindAndFix).map(|l| l.number).collect()
+}
 
 /// The lab numbered `number`.
 pub fn lab(number: u32) -> Option<&'static Lab> {
@@ -195,12 +277,25 @@ mod tests {
                 }
             }
         }
-        assert_eq!(LABS.iter().map(|l| l.number).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(LABS.iter().map(|l| l.number).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     }
 
     #[test]
     fn set_up_names_are_distinct() {
-        let setups = [&SMP2, &SMP4, &AP_SMP1, &AP_SMP2, &GROW_SMP1, &GROW_SMP2, &GROW_AP_SMP1];
+        let setups = [
+            &SMP2,
+            &SMP4,
+            &AP_SMP1,
+            &AP_SMP2,
+            &GROW_SMP1,
+            &GROW_SMP2,
+            &GROW_AP_SMP1,
+            &FIX_EVERY,
+            &FIX_RANDOM,
+            &FIX_PCT,
+            &FIX_ASYNC,
+            &FIX_NORMAL,
+        ];
         for (i, a) in setups.iter().enumerate() {
             for b in &setups[i + 1..] {
                 assert_ne!(a.name, b.name);

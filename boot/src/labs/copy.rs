@@ -3,7 +3,9 @@
 //!
 //! A copy is this source tree without `target/` and `.git` (so it has no build products and no
 //! history to read the answers from), with the regions of one lab replaced by their stubs
-//! (`markers`); the regions of the other labs stay, with their solutions. Marked files are the
+//! (`markers`); the regions of the other labs stay, with their solutions. A find-and-fix lab's
+//! regions (`catalog::Kind::FindAndFix`) are never marked in a copy: its own copy gets their stub
+//! (the bug), every other copy their solution, without the marker lines. Marked files are the
 //! kernel's Rust files and the Markdown pages under `docs/`. Every marked file is parsed before
 //! anything is written: an error (a bad marker, a lab without regions, a `DIR` that exists and is
 //! not empty) leaves nothing behind.
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::markers::{self, Fill, Region, Syntax};
+use super::catalog::find_and_fix_labs;
+use super::markers::{self, Fill, Region, Syntax, Unmark};
 
 /// Where markers are looked for: (directory under the root, file extension, syntax).
 const MARKED: [(&str, &str, Syntax); 2] = [("kernel", "rs", Syntax::Rust), ("docs", "md", Syntax::Markdown)];
@@ -62,13 +65,22 @@ impl Tree {
         per_file.fold((0, 0), |(regions, files), n| (regions + n, files + usize::from(n > 0)))
     }
 
-    /// The text of `file` with `fill` inside the regions of `lab` (the file as it is if it has none).
+    /// The text of `file` in the copy for `lab`: `fill` inside the regions of `lab`, and the
+    /// find-and-fix labs' regions unmarked (the file as it is if it has no regions).
     pub fn rewritten(&self, file: &Path, lab: u32, fill: &mut Fill<'_>) -> Result<String> {
-        let text = read_text(&self.root, file)?;
-        Ok(match self.marked.get(file) {
-            Some((syntax, regions)) => markers::rewrite(&text, regions, lab, *syntax, fill),
-            None => text,
-        })
+        let mut text = read_text(&self.root, file)?;
+        let Some((syntax, regions)) = self.marked.get(file) else { return Ok(text) };
+        let hidden = find_and_fix_labs();
+        if !hidden.contains(&lab) {
+            text = markers::rewrite(&text, regions, lab, *syntax, fill);
+        }
+        for other in hidden {
+            // Re-parsed after each lab: the line numbers move.
+            let regions = markers::parse(&file.display().to_string(), &text, *syntax)?;
+            let to = if other == lab { Unmark::ToStub } else { Unmark::ToSolution };
+            text = markers::unmark(&text, &regions, other, *syntax, to);
+        }
+        Ok(text)
     }
 }
 
@@ -185,6 +197,10 @@ fn builds_from(file: &Path) -> bool {
 /// The files a kernel build reads (`builds_from`) in which `theirs` differs from `ours` outside
 /// the regions of `labs` (a collected student copy must differ only inside them), and those only
 /// one of the two has. Empty if the copy is clean.
+///
+/// With a find-and-fix lab among `labs`, `theirs` has no markers of it: it is compared with the
+/// copy that lab handed out (made from `ours`), and its students may change any kernel source
+/// file but the tests (`is_test_code`).
 pub fn changes_outside(ours: &Tree, theirs: &Tree, labs: &[u32]) -> Result<Vec<String>> {
     let built = |t: &Tree| -> Vec<PathBuf> { t.files.iter().filter(|f| builds_from(f)).cloned().collect() };
     let (a, b) = (built(ours), built(theirs));
@@ -195,11 +211,18 @@ pub fn changes_outside(ours: &Tree, theirs: &Tree, labs: &[u32]) -> Result<Vec<S
     for file in b.iter().filter(|f| !a.contains(f)) {
         changes.push(format!("{} was added", file.display()));
     }
+    let fixed = find_and_fix_labs().into_iter().find(|l| labs.contains(l));
     for file in a.iter().filter(|f| b.contains(f)) {
+        if fixed.is_some() && file.starts_with("kernel/src") && !is_test_code(file) {
+            continue; // the fix may be anywhere in the kernel
+        }
         // The file with the insides of the labs' regions removed (re-parsed after each lab: the
-        // line numbers move).
-        let masked = |t: &Tree| -> Result<String> {
-            let mut text = read_text(&t.root, file)?;
+        // line numbers move); ours as the find-and-fix lab handed it out, if one is graded.
+        let masked = |t: &Tree, handed_out: Option<u32>| -> Result<String> {
+            let mut text = match handed_out {
+                Some(lab) => t.rewritten(file, lab, &mut Fill::Stub)?,
+                None => read_text(&t.root, file)?,
+            };
             if let Some(syntax) = syntax_of(file) {
                 for &lab in labs {
                     let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
@@ -208,11 +231,21 @@ pub fn changes_outside(ours: &Tree, theirs: &Tree, labs: &[u32]) -> Result<Vec<S
             }
             Ok(text)
         };
-        if masked(ours)? != masked(theirs)? {
+        if masked(ours, fixed)? != masked(theirs, None)? {
             changes.push(format!("{} changed outside the lab {} regions", file.display(), list(labs)));
         }
     }
     Ok(changes)
+}
+
+/// Is `file` (a path under `kernel/src`) test code: in-kernel tests, their runner, or the torture
+/// test and its invariants?
+fn is_test_code(file: &Path) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || file.starts_with("kernel/src/ktest")
+        || file.starts_with("kernel/src/stress")
 }
 
 /// `1`, `1, 2`, ...
@@ -262,6 +295,33 @@ mod tests {
         assert!(changes_outside(&tree, &copy, &[2]).unwrap().is_empty());
         let changes = changes_outside(&tree, &copy, &[1]).unwrap();
         assert_eq!(changes, ["kernel/src/a.rs changed outside the lab 1 regions"]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Lab 5 (find and fix): its copy has the bug and no marker; another lab's copy has the fix
+    /// and no marker; a collected lab 5 copy may change kernel code anywhere but in the tests.
+    #[test]
+    fn a_find_and_fix_lab_is_never_marked() {
+        let root = sample("hidden");
+        let fix =
+            "fn c() {\n    // LAB 5 BEGIN: the fix\n    // LAB 5 STUB: buggy();\n    fixed();\n    // LAB 5 END\n}\n";
+        std::fs::write(root.join("kernel/src/c.rs"), fix).unwrap();
+        std::fs::create_dir_all(root.join("kernel/src/sync")).unwrap();
+        std::fs::write(root.join("kernel/src/sync/tests.rs"), "fn t() {}\n").unwrap();
+        let tree = Tree::read(&root).unwrap();
+        let five = root.join("target").join("copy5");
+        write_copy(&tree, 5, &five, &mut Fill::Stub).unwrap();
+        assert_eq!(std::fs::read_to_string(five.join("kernel/src/c.rs")).unwrap(), "fn c() {\n    buggy();\n}\n");
+        let one = root.join("target").join("copy1");
+        write_copy(&tree, 1, &one, &mut Fill::Stub).unwrap();
+        assert_eq!(std::fs::read_to_string(one.join("kernel/src/c.rs")).unwrap(), "fn c() {\n    fixed();\n}\n");
+        // The student fixes c.rs and touches a.rs: allowed. Editing a test is not.
+        std::fs::write(five.join("kernel/src/c.rs"), "fn c() {\n    fixed_differently();\n}\n").unwrap();
+        std::fs::write(five.join("kernel/src/a.rs"), "fn a() {}\n").unwrap();
+        assert!(changes_outside(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap().is_empty());
+        std::fs::write(five.join("kernel/src/sync/tests.rs"), "fn t() { weakened() }\n").unwrap();
+        let changes = changes_outside(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap();
+        assert_eq!(changes, ["kernel/src/sync/tests.rs changed outside the lab 5 regions"]);
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -238,6 +238,39 @@ pub fn rewrite(text: &str, regions: &[Region], lab: u32, syntax: Syntax, fill: &
     joined
 }
 
+/// `text` with every region of `lab` replaced, marker lines included, by its stub
+/// (`Unmark::ToStub`) or by its solution (`Unmark::ToSolution`): what a find-and-fix lab's
+/// regions become in a copy, where nothing may show that the code there is special.
+pub fn unmark(text: &str, regions: &[Region], lab: u32, syntax: Syntax, to: Unmark) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut next = 0;
+    for region in regions.iter().filter(|r| r.lab == lab) {
+        out.extend(lines[next..region.begin].iter().map(|l| l.to_string()));
+        match to {
+            Unmark::ToStub => out.extend(stub_lines(region, syntax)),
+            Unmark::ToSolution => {
+                let solution = region.begin + 1 + region.stub.len()..region.end;
+                out.extend(lines[solution].iter().map(|l| l.to_string()));
+            }
+        }
+        next = region.end + 1;
+    }
+    out.extend(lines[next..].iter().map(|l| l.to_string()));
+    let mut joined = out.join("\n");
+    if text.ends_with('\n') {
+        joined.push('\n');
+    }
+    joined
+}
+
+/// What `unmark` leaves in place of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmark {
+    ToStub,
+    ToSolution,
+}
+
 /// What `rewrite` puts inside a lab's regions.
 pub enum Fill<'f> {
     Stub,
@@ -269,6 +302,18 @@ mod tests {
         // Another lab's regions are kept whole.
         assert_eq!(rewrite(&text, &regions, 1, Syntax::Rust, &mut Fill::Stub), text);
         assert_eq!(rewrite(&text, &regions, 2, Syntax::Rust, &mut Fill::Nothing), src(&["fn f() {", BEGIN, END, "}"]));
+    }
+
+    #[test]
+    fn unmarking_leaves_no_marker() {
+        let text = src(&["fn f() {", BEGIN, "    // LAB 2 STUB: bug();", "    real();", END, "}"]);
+        let regions = parse("f.rs", &text, Syntax::Rust).unwrap();
+        assert_eq!(unmark(&text, &regions, 2, Syntax::Rust, Unmark::ToStub), src(&["fn f() {", "    bug();", "}"]));
+        assert_eq!(
+            unmark(&text, &regions, 2, Syntax::Rust, Unmark::ToSolution),
+            src(&["fn f() {", "    real();", "}"])
+        );
+        assert_eq!(unmark(&text, &regions, 3, Syntax::Rust, Unmark::ToStub), text, "another lab's regions stay");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! The kernel marks each lab's solution with `// LAB N BEGIN` ... `// LAB N END` (`markers`). A
 //! student copy is the tree with one lab's regions replaced by stubs that compile (`copy`); the
-//! student writes the regions back. The grader (`grade`) runs the lab's checks (`catalog`) in
+//! student writes the regions back. In a find-and-fix lab the stub is a bug, and no copy shows
+//! where it is. The grader (`grade`) runs the lab's checks (`catalog`) in
 //! their set-ups and prints a table of points (`report`); it exits with failure below full
 //! marks. `docs/labs/README.md` is the instructor's page.
 //!
@@ -53,8 +54,12 @@ pub fn lab_copy(lab: &str, dir: &Path) -> Result<()> {
     let tree = copy::Tree::read(&root)?;
     let files = copy::write_copy(&tree, lab.number, dir, &mut markers::Fill::Stub)?;
     let (regions, in_files) = tree.count(lab.number);
+    let done = match lab.kind {
+        catalog::Kind::WriteBack => "replaced by stubs",
+        catalog::Kind::FindAndFix => "replaced by the bug, unmarked",
+    };
     println!(
-        "lab-copy: lab {} ({}) written to {}: {files} files, {regions} regions in {in_files} files replaced by stubs",
+        "lab-copy: lab {} ({}) written to {}: {files} files, {regions} regions in {in_files} files {done}",
         lab.number,
         lab.title,
         dir.display()
@@ -133,7 +138,7 @@ mod tests {
         assert_eq!(parse_labs("2", true).unwrap()[0].number, 2);
         assert_eq!(parse_labs("all", true).unwrap().len(), LABS.len());
         let e = parse_labs("9", true).unwrap_err().to_string();
-        assert!(e.contains("there is no lab 9: the labs are 1, 2, 3, 4"), "{e}");
+        assert!(e.contains("there is no lab 9: the labs are 1, 2, 3, 4, 5"), "{e}");
         let e = parse_labs("two", true).unwrap_err().to_string();
         assert!(e.contains("'two' is not a lab") && e.contains("or all"), "{e}");
         let e = parse_labs("all", false).unwrap_err().to_string();
