@@ -180,12 +180,11 @@ unsafe impl GlobalAlloc for GlobalHeap {
 fn debug_assert_heap_allowed() {
     if cfg!(debug_assertions) {
         let g = crate::records::percpu::current();
-        let cpu = crate::records::percpu::this_cpu_unchecked();
         assert!(
             matches!(g.kind, crate::records::g::GKind::Thread | crate::records::g::GKind::Scheduler),
             "the heap used in an interrupt or exception handler"
         );
-        assert!(!cpu.growing_stack.load(core::sync::atomic::Ordering::Relaxed), "the heap used while growing a stack");
+        assert!(!crate::records::percpu::growing_stack_here(), "the heap used while growing a stack");
     }
 }
 

@@ -193,6 +193,36 @@ pub fn current() -> &'static G {
     }
 }
 
+/// Is this CPU handling an asynchronous interrupt right now (`PerCpu::in_irq`)?
+///
+/// One GS-relative load. `this_cpu_unchecked().in_irq.load(..)` would be two -- the block's
+/// address, then the flag -- and a preemptible thread may migrate between any two instructions
+/// (an asynchronous preemption lands anywhere): it would then read the flag of the CPU it left,
+/// which may well be in a handler at that moment.
+#[inline(always)]
+pub fn in_irq_here() -> bool {
+    let flag: u8;
+    // SAFETY: gs points at this CPU's block from its first instruction on; the flag is a byte.
+    unsafe {
+        core::arch::asm!("mov {}, byte ptr gs:[{off}]", out(reg_byte) flag,
+            off = const core::mem::offset_of!(PerCpu, in_irq), options(nostack, readonly, preserves_flags));
+    }
+    flag != 0
+}
+
+/// Is this CPU growing a thread's stack right now (`PerCpu::growing_stack`)? One GS-relative
+/// load, for the reason `in_irq_here` gives.
+#[inline(always)]
+pub fn growing_stack_here() -> bool {
+    let flag: u8;
+    // SAFETY: as in `in_irq_here`.
+    unsafe {
+        core::arch::asm!("mov {}, byte ptr gs:[{off}]", out(reg_byte) flag,
+            off = const core::mem::offset_of!(PerCpu, growing_stack), options(nostack, readonly, preserves_flags));
+    }
+    flag != 0
+}
+
 /// The block of CPU `id`, for cross-CPU work (stealing, wakeups, statistics).
 pub fn cpu(id: usize) -> &'static PerCpu {
     // SAFETY: the array is static; shared access goes through the `Sync` rules above.

@@ -49,7 +49,7 @@ impl<T> SpinLock<T> {
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         debug_assert!(
-            !crate::records::percpu::this_cpu_unchecked().in_irq.load(core::sync::atomic::Ordering::Relaxed),
+            !crate::records::percpu::in_irq_here(),
             "SpinLock taken in an interrupt handler: use IrqSpinLock for data handlers touch"
         );
         self.lock_raw();
