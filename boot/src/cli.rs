@@ -123,9 +123,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_count)]
         jobs: Option<u64>,
     },
-    /// For each planted kernel bug (the planted-bugs build) and each preemption mode (normal;
-    /// always-preempt with every, random:N, pct:D) at 1 and 2 CPUs (pct at 1): how many seeds
-    /// catch it and the median runs to the first catch, with stress farms (docs/stress.md).
+    /// For each planted kernel bug (the planted-bugs build), and for no bug, and each preemption
+    /// mode (normal; always-preempt with every, random:N, async:N, pct:D) at 1 and 2 CPUs (pct at
+    /// 1): how many seeds catch it and the median runs to the first catch, with stress farms
+    /// (docs/stress.md).
     Hunt {
         /// Seeds per bug and mode (1..=M).
         #[arg(long, default_value_t = 5, value_parser = parse_count)]
@@ -142,6 +143,13 @@ pub enum Command {
         /// D of the pct:D strategy.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
         pct: u32,
+        /// N of the async:N strategy (mean instructions between injections, under --icount).
+        #[arg(long = "async", default_value_t = 20_000, value_parser = parse_count)]
+        async_mean: u64,
+        /// Only these modes (comma-separated names as the table shows them, e.g. "every, smp 2"
+        /// is `every:2`: STRATEGY:SMP, with `normal` for the normal build).
+        #[arg(long, value_delimiter = ',')]
+        modes: Vec<String>,
         /// How many QEMUs run at once (default: the host's cores).
         #[arg(long, value_parser = parse_count)]
         jobs: Option<u64>,

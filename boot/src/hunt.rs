@@ -2,11 +2,13 @@
 //!
 //! For every planted kernel bug (`kernel/src/planted.rs`, listed by the kernel itself with
 //! `inject=list`) and every mode -- the normal build (timer preemption only), and the
-//! forced-preemption build (`always-preempt`) with `every`, `random:N` and `pct:D` -- at one and
-//! at two CPUs (PCT only at one: it schedules one CPU), it runs a stress farm (`boot::farm`) of
-//! seeds 1..=M of S seconds each, and records which seeds caught the bug (any run that did not
-//! succeed: the kernel's failure line, or the runner's timeout or triple fault, all kept with the
-//! reason). Both builds carry `planted-bugs`.
+//! forced-preemption build (`always-preempt`) with `every`, `random:N`, `async:N` and `pct:D` --
+//! at one and at two CPUs (PCT only at one: it schedules one CPU), it runs a stress farm
+//! (`boot::farm`) of seeds 1..=M of S seconds each, and records which seeds caught the bug (any
+//! run that did not succeed: the kernel's failure line, or the runner's timeout or triple fault,
+//! all kept with the reason). Both builds carry `planted-bugs`. The first row runs no bug at
+//! all: it counts how often a mode fails on its own, which a catch in the other rows must be
+//! read against. `--modes` keeps some columns only (`every:2`, `normal:1`, ...).
 //!
 //! Figures: *caught* is the number of seeds out of M that failed. *Runs to first catch* is the
 //! number of runs a farm that starts at seed s and goes on in order (wrapping round) needs to
@@ -37,6 +39,9 @@ pub struct HuntArgs {
     pub bugs: Vec<String>,
     pub random: u64,
     pub pct: u32,
+    pub async_mean: u64,
+    /// Mode keys (`STRATEGY:SMP`, `normal:SMP`); empty: every mode.
+    pub modes: Vec<String>,
     pub jobs: Option<u64>,
     pub markdown: Option<PathBuf>,
     pub json: Option<PathBuf>,
@@ -46,6 +51,8 @@ pub struct HuntArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct Mode {
     pub name: String,
+    /// What `--modes` calls it: `STRATEGY:SMP`, or `normal:SMP`.
+    pub key: String,
     pub features: Vec<String>,
     pub strategy: Option<String>,
     pub smp: u32,
@@ -85,31 +92,46 @@ pub struct Table {
 }
 
 /// The modes, in table order.
-pub fn modes(random: u64, pct: u32) -> Vec<Mode> {
+pub fn modes(random: u64, pct: u32, async_mean: u64) -> Vec<Mode> {
     let normal = vec!["planted-bugs".to_string()];
     let forced = vec!["planted-bugs".to_string(), "always-preempt".to_string()];
     let mut modes = Vec::new();
     for smp in [1, 2] {
-        modes.push(Mode { name: format!("normal, smp {smp}"), features: normal.clone(), strategy: None, smp });
+        let (name, key) = (format!("normal, smp {smp}"), format!("normal:{smp}"));
+        modes.push(Mode { name, key, features: normal.clone(), strategy: None, smp });
     }
-    for strategy in ["every".to_string(), format!("random:{random}")] {
+    let mut forced_mode = |strategy: String, smp: u32| Mode {
+        name: format!("{strategy}, smp {smp}"),
+        key: format!("{}:{smp}", strategy.split(':').next().unwrap_or_default()),
+        features: forced.clone(),
+        strategy: Some(strategy),
+        smp,
+    };
+    for strategy in ["every".to_string(), format!("random:{random}"), format!("async:{async_mean}")] {
         for smp in [1, 2] {
-            modes.push(Mode {
-                name: format!("{strategy}, smp {smp}"),
-                features: forced.clone(),
-                strategy: Some(strategy.clone()),
-                smp,
-            });
+            modes.push(forced_mode(strategy.clone(), smp));
         }
     }
-    modes.push(Mode {
-        name: format!("pct:{pct}, smp 1"),
-        features: forced,
-        strategy: Some(format!("pct:{pct}")),
-        smp: 1,
-    });
+    modes.push(forced_mode(format!("pct:{pct}"), 1));
     modes
 }
+
+/// The modes `keys` names (every mode if empty); an unknown key is an error naming the known.
+pub fn chosen_modes(all: Vec<Mode>, keys: &[String]) -> Result<Vec<Mode>> {
+    if keys.is_empty() {
+        return Ok(all);
+    }
+    for key in keys {
+        if !all.iter().any(|m| &m.key == key) {
+            let known: Vec<&str> = all.iter().map(|m| m.key.as_str()).collect();
+            bail!("no hunt mode '{key}' (known: {})", known.join(", "));
+        }
+    }
+    Ok(all.into_iter().filter(|m| keys.contains(&m.key)).collect())
+}
+
+/// The name of the table's first row, which runs no planted bug.
+pub const NO_BUG: &str = "(no bug)";
 
 /// The median, over the M starting seeds, of the runs to the first failing seed (wrapping
 /// round); `None` if no seed failed. `failed[i]`: seed i+1 failed.
@@ -152,7 +174,7 @@ fn kernel_bug_list(opts: &Opts) -> Result<Vec<BugRow>> {
 
 /// Runs the hunt: every bug under every mode; returns the table.
 pub fn run(opts: &Opts, args: &HuntArgs, command: &str) -> Result<Table> {
-    let modes = modes(args.random, args.pct);
+    let modes = chosen_modes(modes(args.random, args.pct, args.async_mean), &args.modes)?;
     let mut list_opts = opts.clone();
     list_opts.features = modes[0].features.clone();
     let mut bugs = kernel_bug_list(&list_opts)?;
@@ -164,6 +186,7 @@ pub fn run(opts: &Opts, args: &HuntArgs, command: &str) -> Result<Table> {
         }
         bugs.retain(|b| args.bugs.contains(&b.name));
     }
+    bugs.insert(0, BugRow { name: NO_BUG.to_string(), subsystem: "-".to_string(), shortest_replay: None });
     let stop = crate::farm::stop_on_interrupt()?;
     let mut cells = Vec::new();
     for mode in &modes {
@@ -177,7 +200,7 @@ pub fn run(opts: &Opts, args: &HuntArgs, command: &str) -> Result<Table> {
             let stress = StressArgs {
                 seconds: args.seconds,
                 seed: 1,
-                inject: Some(bug.name.clone()),
+                inject: (bug.name != NO_BUG).then(|| bug.name.clone()),
                 strategy: mode.strategy.clone(),
                 runs: Some(args.seeds),
                 jobs: args.jobs,
@@ -277,7 +300,8 @@ pub fn markdown(table: &Table) -> String {
     text.push_str(&"---|".repeat(table.modes.len()));
     text.push('\n');
     for bug in &table.bugs {
-        text.push_str(&format!("| `{}` | {} |", bug.name, bug.subsystem));
+        let name = if bug.name == NO_BUG { bug.name.clone() } else { format!("`{}`", bug.name) };
+        text.push_str(&format!("| {name} | {} |", bug.subsystem));
         for mode in &table.modes {
             let cell = table.cells.iter().find(|c| c.bug == bug.name && c.mode == mode.name);
             match cell {
@@ -292,9 +316,11 @@ pub fn markdown(table: &Table) -> String {
     }
     text.push_str("\nShortest replay line per caught bug:\n\n");
     for bug in &table.bugs {
-        match &bug.shortest_replay {
-            Some(replay) => text.push_str(&format!("- `{}`: `{replay}`\n", bug.name)),
-            None => text.push_str(&format!("- `{}`: not caught\n", bug.name)),
+        match (&bug.shortest_replay, bug.name == NO_BUG) {
+            (Some(replay), true) => text.push_str(&format!("- {NO_BUG}, a run that failed on its own: `{replay}`\n")),
+            (None, true) => text.push_str(&format!("- {NO_BUG}: every run succeeded\n")),
+            (Some(replay), false) => text.push_str(&format!("- `{}`: `{replay}`\n", bug.name)),
+            (None, false) => text.push_str(&format!("- `{}`: not caught\n", bug.name)),
         }
     }
     text
@@ -316,7 +342,7 @@ mod tests {
 
     #[test]
     fn modes_cover_both_cpu_counts_and_pct_at_one() {
-        let names: Vec<String> = modes(8, 3).into_iter().map(|m| m.name).collect();
+        let names: Vec<String> = modes(8, 3, 20_000).into_iter().map(|m| m.name).collect();
         assert_eq!(
             names,
             [
@@ -326,8 +352,19 @@ mod tests {
                 "every, smp 2",
                 "random:8, smp 1",
                 "random:8, smp 2",
+                "async:20000, smp 1",
+                "async:20000, smp 2",
                 "pct:3, smp 1"
             ]
         );
+    }
+
+    #[test]
+    fn modes_are_chosen_by_key() {
+        let chosen = chosen_modes(modes(8, 3, 20_000), &["every:2".into(), "normal:1".into()]).unwrap();
+        let names: Vec<&str> = chosen.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["normal, smp 1", "every, smp 2"]);
+        let e = chosen_modes(modes(8, 3, 20_000), &["every:3".into()]).unwrap_err().to_string();
+        assert!(e.contains("no hunt mode 'every:3'") && e.contains("pct:1"), "{e}");
     }
 }

@@ -69,13 +69,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot::bench::bench(&options)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Hunt { seeds, seconds, bugs, random, pct, jobs, markdown, json } => {
+        Command::Hunt { seeds, seconds, bugs, random, pct, async_mean, modes, jobs, markdown, json } => {
             let args = boot::hunt::HuntArgs {
                 seeds: *seeds,
                 seconds: *seconds,
                 bugs: bugs.clone(),
                 random: *random,
                 pct: *pct,
+                async_mean: *async_mean,
+                modes: modes.clone(),
                 jobs: *jobs,
                 markdown: markdown.clone(),
                 json: json.clone(),
