@@ -100,7 +100,7 @@ pub fn modes(random: u64, pct: u32, async_mean: u64) -> Vec<Mode> {
         let (name, key) = (format!("normal, smp {smp}"), format!("normal:{smp}"));
         modes.push(Mode { name, key, features: normal.clone(), strategy: None, smp });
     }
-    let mut forced_mode = |strategy: String, smp: u32| Mode {
+    let forced_mode = |strategy: String, smp: u32| Mode {
         name: format!("{strategy}, smp {smp}"),
         key: format!("{}:{smp}", strategy.split(':').next().unwrap_or_default()),
         features: forced.clone(),
