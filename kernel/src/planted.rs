@@ -1,6 +1,7 @@
 //! Planted kernel bugs (`inject=NAME`, cargo feature `planted-bugs`): deliberate mistakes in the
 //! kernel's own code -- scheduler, run queues, timers, channels and `select!`, `Mutex`,
-//! `WaitGroup`, `Once`, preemption -- each a line or two different from the correct code, so that
+//! `WaitGroup`, `Once`, preemption, thread stacks, the TLB -- each a line or two different from
+//! the correct code, so that
 //! the torture test can be shown to catch them and the preemption strategies compared
 //! (`cargo run -- hunt`, docs/stress.md). Linux's rcutorture has the same idea
 //! (`torture_type=busted`).
@@ -31,6 +32,8 @@ pub enum Bug {
     TimerLockInTick,
     WaitGroupWaitUnlocked,
     OnceDoneEarly,
+    StackFreedWhileInUse,
+    TlbFlushBeforeIrqOff,
 }
 
 /// One row of `inject=list`.
@@ -43,7 +46,7 @@ pub struct Info {
 }
 
 /// Every planted kernel bug.
-pub const BUGS: [Info; 10] = [
+pub const BUGS: [Info; 12] = [
     Info {
         bug: Bug::MutexParkUnlocked,
         name: "mutex-park-unlocked",
@@ -103,6 +106,18 @@ pub const BUGS: [Info; 10] = [
         name: "once-done-early",
         subsystem: "sync/once",
         models: "Once marked done before its function has run: callers see uninitialised data (the incorrect Do that Go's sync/once.go warns about: done set before f returns)",
+    },
+    Info {
+        bug: Bug::StackFreedWhileInUse,
+        name: "stack-freed-while-in-use",
+        subsystem: "mm/stack",
+        models: "a finishing thread gives its stack back before it has stopped running on it: a new thread gets the stack and both write it (Go's goexit0 and Linux's finish_task_switch free a dead task's stack only once off it)",
+    },
+    Info {
+        bug: Bug::TlbFlushBeforeIrqOff,
+        name: "tlb-flush-before-irq-off",
+        subsystem: "mm/tlb",
+        models: "a TLB shootdown whose requester flushes locally before it is pinned to its CPU: it migrates, and the CPU it moved to keeps the stale entry (Linux's flush_tlb_mm_range disables preemption first, get_cpu)",
     },
 ];
 

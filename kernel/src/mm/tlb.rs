@@ -49,8 +49,23 @@ pub fn flush_local(lo: usize, hi: usize) {
 
 /// Flushes `lo..hi` on every online CPU; returns when all have done it.
 pub fn flush_everywhere(lo: usize, hi: usize) {
+    if crate::planted::is(crate::planted::Bug::TlbFlushBeforeIrqOff) {
+        // Planted: the local flush comes before interrupts are off; the thread may move to
+        // another CPU before `shoot_down_others_pinned` decides which CPUs are "the others".
+        flush_local(lo, hi);
+        shoot_down_others_pinned();
+        return;
+    }
     let _irq = crate::arch::cpu::IrqGuard::new();
     flush_local(lo, hi);
+    shoot_down_others();
+}
+
+/// `shoot_down_others` with interrupts disabled for it (only for the planted
+/// `tlb-flush-before-irq-off`).
+#[inline(never)]
+fn shoot_down_others_pinned() {
+    let _irq = crate::arch::cpu::IrqGuard::new();
     shoot_down_others();
 }
 

@@ -143,7 +143,15 @@ type ThreadStart = unsafe extern "C" fn(arg: *mut u8) -> !;
 unsafe extern "C" fn run_inline<F: FnOnce() -> T, T>(arg: *mut u8) -> ! {
     // SAFETY: `spawn_impl` wrote an F at `arg` and nothing else reads it.
     let f = unsafe { arg.cast::<F>().read() };
-    store_result(current(), f());
+    let result = f();
+    if crate::planted::is(crate::planted::Bug::StackFreedWhileInUse) {
+        // Planted: the stack goes back to the pool while this thread still runs on it (the
+        // correct place is `exit_m`, on g0).
+        if let Some(own) = current().stack.take() {
+            stack::free(own);
+        }
+    }
+    store_result(current(), result);
     exit_now()
 }
 
