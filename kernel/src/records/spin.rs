@@ -16,6 +16,12 @@
 //!
 //! Every lock has a place in the lock order (`records::lockrank::Rank`), checked in debug builds.
 //! A lock is never held across `park`, except the one `park` itself releases on g0.
+//!
+//! `SpinLock::lock` is never inlined: its prologue is a scheduling point for the prologue
+//! strategies of the forced-preemption build (`sched::explore`), just before a thread takes a lock
+//! -- where the race windows of check-then-lock mistakes end (a check under one hold of a lock,
+//! the action under the next). Whether such a window holds a call must not depend on what the
+//! inliner decides this week.
 
 use core::ops::{Deref, DerefMut};
 
@@ -45,8 +51,8 @@ impl<T> SpinLock<T> {
         SpinLock { inner: spin::mutex::SpinMutex::new(value), rank }
     }
 
-    /// Takes the lock, spinning until it is free.
-    #[inline]
+    /// Takes the lock, spinning until it is free. (Never inlined: see the module comment.)
+    #[inline(never)]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         debug_assert!(
             !crate::records::percpu::in_irq_here(),
