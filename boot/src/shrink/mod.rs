@@ -159,9 +159,11 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     };
     if !same(&taken, &minimal) {
         bail!(
-            "the kernel did not take exactly the {} listed points (it took {}): the replay is not exact",
+            "the kernel did not take exactly the {} listed points (it took {}): the replay is not exact\n  listed: {}\n  taken: {}",
             minimal.len(),
-            taken.len()
+            taken.len(),
+            list_text(&minimal).trim_end().replace('\n', ", "),
+            list_text(&taken).trim_end().replace('\n', ", ")
         );
     }
     let symbols = Symbolizer::new(&elf);
