@@ -151,21 +151,7 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     }
     let started = std::time::Instant::now();
     let minimal = ddmin::ddmin(points, jobs, fails, |len, n| eprintln!("shrink: {len} points, trying {n} parts"));
-    let (outcome, transcript) = boot(Some(list_text(&minimal)))?;
-    let taken = recorded_points(&transcript);
-    let same = |a: &[Point], b: &[Point]| {
-        let key = |p: &Point| (p.key, p.ordinal);
-        a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
-    };
-    if !same(&taken, &minimal) {
-        bail!(
-            "the kernel did not take exactly the {} listed points (it took {}): the replay is not exact\n  listed: {}\n  taken: {}",
-            minimal.len(),
-            taken.len(),
-            list_text(&minimal).trim_end().replace('\n', ", "),
-            list_text(&taken).trim_end().replace('\n', ", ")
-        );
-    }
+    let (minimal, outcome, taken) = settle(minimal, &wanted, |list| boot(Some(list_text(list))))?;
     let symbols = Symbolizer::new(&elf);
     println!(
         "shrink: {} preemption point(s) make the run fail ({} runs, {:.0} s): {outcome}",
@@ -181,6 +167,41 @@ pub fn run(replay: &[String], jobs: Option<u64>) -> Result<ExitCode> {
     again.extend(["--points".to_string(), file.display().to_string()]);
     println!("{}", crate::replay::line(&again, true));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last run of the minimal list `minimal`: returns the list to keep, the run's outcome, and
+/// the points it took. It must take exactly the listed points. A listed point that finds its
+/// thread not preemptible (holding a spin lock, say) is taken at that thread's next prologue
+/// (`sched::explore`): then the list the kernel took is the exact one, if it fails the same way
+/// (`wanted`) and replays as itself.
+fn settle(
+    minimal: Vec<Point>,
+    wanted: &str,
+    boot: impl Fn(&[Point]) -> Result<(Outcome, String)>,
+) -> Result<(Vec<Point>, Outcome, Vec<Point>)> {
+    let same = |a: &[Point], b: &[Point]| {
+        let key = |p: &Point| (p.key, p.ordinal);
+        a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
+    };
+    let (outcome, transcript) = boot(&minimal)?;
+    let taken = recorded_points(&transcript);
+    if same(&taken, &minimal) {
+        return Ok((minimal, outcome, taken));
+    }
+    let (again_outcome, again) = boot(&taken)?;
+    let retaken = recorded_points(&again);
+    if signature(&again_outcome, &again).as_deref() != Some(wanted) || !same(&retaken, &taken) {
+        bail!(
+            "the kernel did not take exactly the {} listed points (it took {}), and the list it took does not \
+             replay as itself: the replay is not exact\n  listed: {}\n  taken: {}",
+            minimal.len(),
+            taken.len(),
+            list_text(&minimal).trim_end().replace('\n', ", "),
+            list_text(&taken).trim_end().replace('\n', ", ")
+        );
+    }
+    eprintln!("shrink: a listed point was taken at its thread's next preemptible prologue; keeping the list as taken");
+    Ok((taken, again_outcome, retaken))
 }
 
 /// One line per point: thread, the function preempted at its prologue, the call site.
@@ -227,6 +248,25 @@ mod tests {
             [Point { key: 0x1f, ordinal: 12, rip: 0xffff_ffff_8000_1000, caller: 0xffff_ffff_8000_2000 }]
         );
         assert_eq!(list_text(&points), "1f 12\n");
+    }
+
+    /// A listed point taken one prologue later (its thread was not preemptible at the listed
+    /// one) is settled to the list the kernel took, if that list replays as itself.
+    #[test]
+    fn a_point_taken_later_is_kept_as_taken() {
+        let failed = Outcome::Failure("FATAL: all threads are asleep: deadlock".into());
+        let wanted = signature(&failed, "").unwrap();
+        let at = |ordinal: u64| Point { key: 0xb8, ordinal, rip: 1, caller: 2 };
+        let run = |took: u64| Ok((failed.clone(), format!("point b8 {took} 0x1 0x2\n")));
+        // The kernel takes #51 when #50 is listed, and #51 when #51 is.
+        let (kept, _, taken) = settle(vec![at(50)], &wanted, |list: &[Point]| run(list[0].ordinal.max(51))).unwrap();
+        assert_eq!((kept[0].ordinal, taken[0].ordinal), (51, 51));
+        // A list that keeps moving is not exact.
+        let e = settle(vec![at(50)], &wanted, |list: &[Point]| run(list[0].ordinal + 1)).unwrap_err().to_string();
+        assert!(e.contains("does not replay as itself") && e.contains("listed: b8 50"), "{e}");
+        // Nothing moved: kept as listed, one run.
+        let (kept, _, _) = settle(vec![at(7)], &wanted, |_: &[Point]| run(7)).unwrap();
+        assert_eq!(kept[0].ordinal, 7);
     }
 
     #[test]
