@@ -146,8 +146,8 @@ pub enum Command {
         /// N of the async:N strategy (mean instructions between injections, under --icount).
         #[arg(long = "async", default_value_t = 20_000, value_parser = parse_count)]
         async_mean: u64,
-        /// Only these modes (comma-separated names as the table shows them, e.g. "every, smp 2"
-        /// is `every:2`: STRATEGY:SMP, with `normal` for the normal build).
+        /// Only these modes, comma-separated: STRATEGY@SMP (the strategy without its number:
+        /// "random:8, smp 2" is `random@2`), `normal@SMP` for the normal build.
         #[arg(long, value_delimiter = ',')]
         modes: Vec<String>,
         /// How many QEMUs run at once (default: the host's cores).

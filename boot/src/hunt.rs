@@ -8,7 +8,7 @@
 //! run that did not succeed: the kernel's failure line, or the runner's timeout or triple fault,
 //! all kept with the reason). Both builds carry `planted-bugs`. The first row runs no bug at
 //! all: it counts how often a mode fails on its own, which a catch in the other rows must be
-//! read against. `--modes` keeps some columns only (`every:2`, `normal:1`, ...).
+//! read against. `--modes` keeps some columns only (`every@2`, `normal@1`, ...).
 //!
 //! Figures: *caught* is the number of seeds out of M that failed. *Runs to first catch* is the
 //! number of runs a farm that starts at seed s and goes on in order (wrapping round) needs to
@@ -40,7 +40,7 @@ pub struct HuntArgs {
     pub random: u64,
     pub pct: u32,
     pub async_mean: u64,
-    /// Mode keys (`STRATEGY:SMP`, `normal:SMP`); empty: every mode.
+    /// Mode keys (`STRATEGY@SMP`, `normal@SMP`); empty: every mode.
     pub modes: Vec<String>,
     pub jobs: Option<u64>,
     pub markdown: Option<PathBuf>,
@@ -51,7 +51,8 @@ pub struct HuntArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct Mode {
     pub name: String,
-    /// What `--modes` calls it: `STRATEGY:SMP`, or `normal:SMP`.
+    /// What `--modes` calls it: `STRATEGY@SMP` (the strategy's name without its number), or
+    /// `normal@SMP`.
     pub key: String,
     pub features: Vec<String>,
     pub strategy: Option<String>,
@@ -97,12 +98,12 @@ pub fn modes(random: u64, pct: u32, async_mean: u64) -> Vec<Mode> {
     let forced = vec!["planted-bugs".to_string(), "always-preempt".to_string()];
     let mut modes = Vec::new();
     for smp in [1, 2] {
-        let (name, key) = (format!("normal, smp {smp}"), format!("normal:{smp}"));
+        let (name, key) = (format!("normal, smp {smp}"), format!("normal@{smp}"));
         modes.push(Mode { name, key, features: normal.clone(), strategy: None, smp });
     }
     let forced_mode = |strategy: String, smp: u32| Mode {
         name: format!("{strategy}, smp {smp}"),
-        key: format!("{}:{smp}", strategy.split(':').next().unwrap_or_default()),
+        key: format!("{}@{smp}", strategy.split(':').next().unwrap_or_default()),
         features: forced.clone(),
         strategy: Some(strategy),
         smp,
@@ -175,6 +176,9 @@ fn kernel_bug_list(opts: &Opts) -> Result<Vec<BugRow>> {
 /// Runs the hunt: every bug under every mode; returns the table.
 pub fn run(opts: &Opts, args: &HuntArgs, command: &str) -> Result<Table> {
     let modes = chosen_modes(modes(args.random, args.pct, args.async_mean), &args.modes)?;
+    // The commit the kernels and this runner are built from: read now, not when the table is
+    // written (the tree may move on during a long hunt).
+    let commit = commit();
     let mut list_opts = opts.clone();
     list_opts.features = modes[0].features.clone();
     let mut bugs = kernel_bug_list(&list_opts)?;
@@ -230,22 +234,26 @@ pub fn run(opts: &Opts, args: &HuntArgs, command: &str) -> Result<Table> {
                 first_reason: sorted.first().map(|f| f.reason.clone()),
             });
             // The table so far, so that a long hunt shows (and keeps) what it has measured.
-            let partial =
-                Table { modes: modes.clone(), bugs: bugs.clone(), cells: cells.clone(), ..table(args, command) };
+            let partial = Table {
+                modes: modes.clone(),
+                bugs: bugs.clone(),
+                cells: cells.clone(),
+                ..table(args, command, &commit)
+            };
             write(args, &partial, false)?;
         }
     }
-    let table = Table { modes, bugs, cells, ..table(args, command) };
+    let table = Table { modes, bugs, cells, ..table(args, command, &commit) };
     write(args, &table, true)?;
     Ok(table)
 }
 
 /// An empty table of this hunt's parameters.
-fn table(args: &HuntArgs, command: &str) -> Table {
+fn table(args: &HuntArgs, command: &str, commit: &str) -> Table {
     Table {
         seeds: args.seeds,
         seconds: args.seconds,
-        commit: commit(),
+        commit: commit.to_string(),
         command: command.to_string(),
         modes: Vec::new(),
         bugs: Vec::new(),
@@ -361,10 +369,10 @@ mod tests {
 
     #[test]
     fn modes_are_chosen_by_key() {
-        let chosen = chosen_modes(modes(8, 3, 20_000), &["every:2".into(), "normal:1".into()]).unwrap();
+        let chosen = chosen_modes(modes(8, 3, 20_000), &["every@2".into(), "normal@1".into()]).unwrap();
         let names: Vec<&str> = chosen.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["normal, smp 1", "every, smp 2"]);
-        let e = chosen_modes(modes(8, 3, 20_000), &["every:3".into()]).unwrap_err().to_string();
-        assert!(e.contains("no hunt mode 'every:3'") && e.contains("pct:1"), "{e}");
+        let e = chosen_modes(modes(8, 3, 20_000), &["every@3".into()]).unwrap_err().to_string();
+        assert!(e.contains("no hunt mode 'every@3'") && e.contains("pct@1"), "{e}");
     }
 }

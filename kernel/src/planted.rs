@@ -110,7 +110,7 @@ pub const BUGS: [Info; 12] = [
     Info {
         bug: Bug::StackFreedWhileInUse,
         name: "stack-freed-while-in-use",
-        subsystem: "mm/stack",
+        subsystem: "sched/thread",
         models: "a finishing thread gives its stack back before it has stopped running on it: a new thread gets the stack and both write it (Go's goexit0 and Linux's finish_task_switch free a dead task's stack only once off it)",
     },
     Info {

@@ -15,7 +15,9 @@
 //! its own `test NAME ... ok` line: a missing line is a failure, never a pass.
 //!
 //! Modules: `kernels` (builds, cached per process, and the ktest list), `config` (the
-//! configurations), `suite` (one configuration's shared run and each trial's verdict).
+//! configurations), `suite` (one configuration's shared run and each trial's verdict). The unit
+//! tests here check the test programs themselves: each with its own `main` is declared
+//! `harness = false` (else it would run nothing and pass).
 
 pub mod config;
 pub mod kernels;

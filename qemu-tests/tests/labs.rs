@@ -1,7 +1,7 @@
 //! Proof that the lab grades mean something (`boot::labs`): the reference tree scores full marks on
-//! every lab; each lab's student copy builds, boots, scores below full marks on its own lab and
-//! full marks on every other (a find-and-fix lab's copy, a kernel with a bug, is graded on its own
-//! lab only, and must not show where the bug is); and known-wrong solutions lose exactly the
+//! every lab; each lab 1-4 student copy builds, boots, scores below full marks on its own lab and
+//! full marks on the other three; the lab 5 copy (find and fix: a kernel with a bug) scores below
+//! full marks on lab 5 and shows no lab 5 marker; and known-wrong solutions lose exactly the
 //! points they should.
 //!
 //! Copies are written under `target/lab-copies/` and share one build directory,
@@ -163,10 +163,10 @@ fn fresh_copy(lab: u32, name: &str, fill: &mut Fill<'_>, graded: &[&Lab]) -> Res
 }
 
 fn student_copy(log: &mut Log, lab: &'static Lab) -> Result<()> {
-    // A find-and-fix lab's copy is a kernel with a bug, which may cost any lab's torture checks:
-    // only its own lab is graded.
+    // Each copy is graded on the labs of its kind (`boot::labs::catalog`): a lab 1-4 copy on
+    // labs 1-4; the lab 5 copy, a kernel with a bug, on lab 5 alone.
     let labs: Vec<&'static Lab> = match lab.kind {
-        Kind::WriteBack => LABS.iter().collect(),
+        Kind::WriteBack => LABS.iter().filter(|l| l.kind == Kind::WriteBack).collect(),
         Kind::FindAndFix => vec![lab],
     };
     let source = fresh_copy(lab.number, &format!("lab-{}", lab.number), &mut Fill::Stub, &labs)?;

@@ -7,12 +7,14 @@
 //! the others' regions: every lab but lab 4 runs with stacks mapped whole at spawn
 //! (`stack_max_kib=64 stack_init_kib=64`: no stack ever grows, so a lab 4 copy whose stacks
 //! cannot grow yet grades the other labs in full), and no check outside lab 1 blocks on a
-//! channel (a lab 1 copy has none that can block). `cargo test` checks both claims on real copies.
+//! channel (a lab 1 copy has none that can block). `cargo test` checks both claims on real copies
+//! of labs 1-4, each graded on labs 1-4.
 //!
 //! Lab 5 is of another kind (`Kind::FindAndFix`): its copy holds a bug in the kernel's own code
 //! instead of a stub, with no marker to show where, and it is graded by torture runs under every
-//! preemption strategy plus the clean tests of the code the bug is in. A bug in the kernel's own
-//! code may also cost the other labs' torture checks in that copy: it is a broken kernel.
+//! preemption strategy plus six of the kernel's tests that a fix must not break. It needs the
+//! whole kernel: a lab 1-4 copy (channels or stack growth missing) fails it, and a lab 5 copy (a
+//! broken kernel) may fail the other labs' torture checks. So each copy is graded on its own kind.
 
 /// A kernel build and machine to run checks in.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -119,8 +121,8 @@ pub enum Kind {
     /// Write back the marked regions, which their copy has as stubs.
     WriteBack,
     /// Find and fix a bug: their copy has each marked region's `STUB` (the bug) in place of the
-    /// solution, and no lab markers at all; the other labs' copies have the solution, unmarked.
-    /// The students may change any kernel code except the tests.
+    /// solution, without this lab's markers; the other labs' copies have the solution, unmarked
+    /// too. The students may change or add any kernel code except the tests.
     FindAndFix,
 }
 

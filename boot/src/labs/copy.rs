@@ -1,11 +1,13 @@
 //! Student copies (`cargo run -- lab-copy LAB DIR`), and the check that a collected copy changed
-//! nothing outside its lab's regions (`grade --tree DIR`).
+//! nothing outside its lab's regions (`grade --tree DIR`; for a find-and-fix lab, nothing of the
+//! tests).
 //!
 //! A copy is this source tree without `target/` and `.git` (so it has no build products and no
 //! history to read the answers from), with the regions of one lab replaced by their stubs
 //! (`markers`); the regions of the other labs stay, with their solutions. A find-and-fix lab's
-//! regions (`catalog::Kind::FindAndFix`) are never marked in a copy: its own copy gets their stub
-//! (the bug), every other copy their solution, without the marker lines. Marked files are the
+//! regions (`catalog::Kind::FindAndFix`) are never marked in a copy: in Rust files its own copy
+//! gets their stub (the bug), every other copy their solution; in Markdown (instructor notes,
+//! which name the bug) every copy gets the stub. Such a Rust region must have STUB lines. Marked files are the
 //! kernel's Rust files and the Markdown pages under `docs/`. Every marked file is parsed before
 //! anything is written: an error (a bad marker, a lab without regions, a `DIR` that exists and is
 //! not empty) leaves nothing behind.
@@ -44,6 +46,18 @@ impl Tree {
             let Some(syntax) = syntax_of(file) else { continue };
             let text = read_text(root, file)?;
             let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
+            let hidden = find_and_fix_labs();
+            if let Some(r) =
+                regions.iter().find(|r| syntax == Syntax::Rust && hidden.contains(&r.lab) && r.stub.is_empty())
+            {
+                bail!(
+                    "{}:{}: lab {} is a find-and-fix lab: its region needs STUB lines (the bug); a todo! stub would \
+                     show the students where to look",
+                    file.display(),
+                    r.begin + 1,
+                    r.lab
+                );
+            }
             if !regions.is_empty() {
                 marked.insert(file.clone(), (syntax, regions));
             }
@@ -65,23 +79,35 @@ impl Tree {
         per_file.fold((0, 0), |(regions, files), n| (regions + n, files + usize::from(n > 0)))
     }
 
+    /// How many regions lab `lab` has in files of `syntax`.
+    pub fn count_in(&self, lab: u32, syntax: Syntax) -> usize {
+        let of_syntax = self.marked.values().filter(|(s, _)| *s == syntax);
+        of_syntax.map(|(_, rs)| rs.iter().filter(|r| r.lab == lab).count()).sum()
+    }
+
     /// The text of `file` in the copy for `lab`: `fill` inside the regions of `lab`, and the
     /// find-and-fix labs' regions unmarked (the file as it is if it has no regions).
     pub fn rewritten(&self, file: &Path, lab: u32, fill: &mut Fill<'_>) -> Result<String> {
         let mut text = read_text(&self.root, file)?;
         let Some((syntax, regions)) = self.marked.get(file) else { return Ok(text) };
-        let hidden = find_and_fix_labs();
-        if !hidden.contains(&lab) {
+        if !find_and_fix_labs().contains(&lab) {
             text = markers::rewrite(&text, regions, lab, *syntax, fill);
         }
-        for other in hidden {
-            // Re-parsed after each lab: the line numbers move.
-            let regions = markers::parse(&file.display().to_string(), &text, *syntax)?;
-            let to = if other == lab { Unmark::ToStub } else { Unmark::ToSolution };
-            text = markers::unmark(&text, &regions, other, *syntax, to);
-        }
-        Ok(text)
+        unmark_find_and_fix(file, text, *syntax, Some(lab))
     }
+}
+
+/// `text` (of `file`) with the find-and-fix labs' regions unmarked, as the copy for `copy_lab`
+/// has them: that lab's Rust regions become their bug, the other labs' their solution, and
+/// Markdown regions (instructor notes, which name the bug) always their stub.
+fn unmark_find_and_fix(file: &Path, mut text: String, syntax: Syntax, copy_lab: Option<u32>) -> Result<String> {
+    for lab in find_and_fix_labs() {
+        // Re-parsed after each lab: the line numbers move.
+        let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
+        let to = if copy_lab == Some(lab) || syntax == Syntax::Markdown { Unmark::ToStub } else { Unmark::ToSolution };
+        text = markers::unmark(&text, &regions, lab, syntax, to);
+    }
+    Ok(text)
 }
 
 /// The marker syntax of `file` if it is a marked file.
@@ -194,48 +220,68 @@ fn builds_from(file: &Path) -> bool {
         || ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"].iter().any(|f| file == Path::new(f))
 }
 
-/// The files a kernel build reads (`builds_from`) in which `theirs` differs from `ours` outside
-/// the regions of `labs` (a collected student copy must differ only inside them), and those only
-/// one of the two has. Empty if the copy is clean.
-///
-/// With a find-and-fix lab among `labs`, `theirs` has no markers of it: it is compared with the
-/// copy that lab handed out (made from `ours`), and its students may change any kernel source
-/// file but the tests (`is_test_code`).
-pub fn changes_outside(ours: &Tree, theirs: &Tree, labs: &[u32]) -> Result<Vec<String>> {
+/// What a collected copy changed, in the files a kernel build reads (`builds_from`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Changes that the graded labs do not allow: outside their regions, or a test edited.
+    pub refused: Vec<String>,
+    /// Changes a find-and-fix lab allows (kernel code other than the tests), for the grader to
+    /// list: the fix, and anything else the students touched.
+    pub allowed: Vec<String>,
+}
+
+/// Compares a collected copy (`theirs`) with the copy of `ours` for `labs`, outside the regions
+/// of those labs (a write-back lab's students write only inside them). A find-and-fix lab is
+/// graded alone: its students may change, add or remove any kernel source file but the tests
+/// (`is_test_code`), and those changes are listed as allowed.
+pub fn changes(ours: &Tree, theirs: &Tree, labs: &[u32]) -> Result<Changes> {
+    let fixing = labs.iter().any(|l| find_and_fix_labs().contains(l));
+    ensure!(
+        !fixing || labs.len() == 1,
+        "lab(s) {} are find-and-fix labs: grade a collected copy for one of them alone (its students may change any \
+         kernel code, so no other lab's regions could be checked in the same tree)",
+        list(&find_and_fix_labs())
+    );
+    let may_fix = |file: &Path| fixing && file.starts_with("kernel/src") && !is_test_code(file);
     let built = |t: &Tree| -> Vec<PathBuf> { t.files.iter().filter(|f| builds_from(f)).cloned().collect() };
     let (a, b) = (built(ours), built(theirs));
-    let mut changes = Vec::new();
+    let mut changes = Changes::default();
+    let mut note = |file: &Path, what: String| {
+        if may_fix(file) { changes.allowed.push(what) } else { changes.refused.push(what) }
+    };
     for file in a.iter().filter(|f| !b.contains(f)) {
-        changes.push(format!("{} is missing", file.display()));
+        note(file, format!("{} is missing", file.display()));
     }
     for file in b.iter().filter(|f| !a.contains(f)) {
-        changes.push(format!("{} was added", file.display()));
+        note(file, format!("{} was added", file.display()));
     }
-    let fixed = find_and_fix_labs().into_iter().find(|l| labs.contains(l));
     for file in a.iter().filter(|f| b.contains(f)) {
-        if fixed.is_some() && file.starts_with("kernel/src") && !is_test_code(file) {
-            continue; // the fix may be anywhere in the kernel
-        }
-        // The file with the insides of the labs' regions removed (re-parsed after each lab: the
-        // line numbers move); ours as the find-and-fix lab handed it out, if one is graded.
-        let masked = |t: &Tree, handed_out: Option<u32>| -> Result<String> {
-            let mut text = match handed_out {
-                Some(lab) => t.rewritten(file, lab, &mut Fill::Stub)?,
-                None => read_text(&t.root, file)?,
+        if handed_out(ours, file, labs)? != handed_out(theirs, file, labs)? {
+            let what = if may_fix(file) {
+                format!("{} changed", file.display())
+            } else {
+                format!("{} changed outside the lab {} regions", file.display(), list(labs))
             };
-            if let Some(syntax) = syntax_of(file) {
-                for &lab in labs {
-                    let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
-                    text = markers::rewrite(&text, &regions, lab, syntax, &mut Fill::Nothing);
-                }
-            }
-            Ok(text)
-        };
-        if masked(ours, fixed)? != masked(theirs, None)? {
-            changes.push(format!("{} changed outside the lab {} regions", file.display(), list(labs)));
+            note(file, what);
         }
     }
     Ok(changes)
+}
+
+/// `file` of `t` as the copy for `labs` shows it (find-and-fix regions unmarked), with the insides
+/// of the graded write-back labs' regions removed: two trees that agree on this differ only
+/// where the students write.
+fn handed_out(t: &Tree, file: &Path, labs: &[u32]) -> Result<String> {
+    let mut text = read_text(&t.root, file)?;
+    let Some(syntax) = syntax_of(file) else { return Ok(text) };
+    let hidden = find_and_fix_labs();
+    text = unmark_find_and_fix(file, text, syntax, labs.iter().copied().find(|l| hidden.contains(l)))?;
+    for &lab in labs.iter().filter(|l| !hidden.contains(l)) {
+        // Re-parsed after each lab: the line numbers move.
+        let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
+        text = markers::rewrite(&text, &regions, lab, syntax, &mut Fill::Nothing);
+    }
+    Ok(text)
 }
 
 /// Is `file` (a path under `kernel/src`) test code: in-kernel tests, their runner, or the torture
@@ -292,20 +338,24 @@ mod tests {
         assert!(!dir.join("target").exists(), "the copy has the source's target/");
         // The copy differs from the source only inside lab 2's regions.
         let copy = Tree::read(&dir).unwrap();
-        assert!(changes_outside(&tree, &copy, &[2]).unwrap().is_empty());
-        let changes = changes_outside(&tree, &copy, &[1]).unwrap();
-        assert_eq!(changes, ["kernel/src/a.rs changed outside the lab 1 regions"]);
+        assert_eq!(changes(&tree, &copy, &[2]).unwrap(), Changes::default());
+        let refused = changes(&tree, &copy, &[1]).unwrap().refused;
+        assert_eq!(refused, ["kernel/src/a.rs changed outside the lab 1 regions"]);
         let _ = std::fs::remove_dir_all(&root);
     }
 
     /// Lab 5 (find and fix): its copy has the bug and no marker; another lab's copy has the fix
-    /// and no marker; a collected lab 5 copy may change kernel code anywhere but in the tests.
+    /// and no marker, and its instructor notes are left out of every copy; a clean copy of
+    /// another lab is accepted as it is; a collected lab 5 copy may change or add kernel code
+    /// anywhere but in the tests, and is graded alone.
     #[test]
     fn a_find_and_fix_lab_is_never_marked() {
         let root = sample("hidden");
         let fix =
             "fn c() {\n    // LAB 5 BEGIN: the fix\n    // LAB 5 STUB: buggy();\n    fixed();\n    // LAB 5 END\n}\n";
         std::fs::write(root.join("kernel/src/c.rs"), fix).unwrap();
+        std::fs::write(root.join("docs/n.md"), "<!-- LAB 5 BEGIN: notes -->\nthe bug is in c\n<!-- LAB 5 END -->\n")
+            .unwrap();
         std::fs::create_dir_all(root.join("kernel/src/sync")).unwrap();
         std::fs::write(root.join("kernel/src/sync/tests.rs"), "fn t() {}\n").unwrap();
         let tree = Tree::read(&root).unwrap();
@@ -315,13 +365,31 @@ mod tests {
         let one = root.join("target").join("copy1");
         write_copy(&tree, 1, &one, &mut Fill::Stub).unwrap();
         assert_eq!(std::fs::read_to_string(one.join("kernel/src/c.rs")).unwrap(), "fn c() {\n    fixed();\n}\n");
-        // The student fixes c.rs and touches a.rs: allowed. Editing a test is not.
+        for copy in [&one, &five] {
+            let notes = std::fs::read_to_string(copy.join("docs/n.md")).unwrap();
+            assert!(!notes.contains("the bug is in c") && !notes.contains("LAB 5"), "{notes}");
+        }
+        assert_eq!(changes(&tree, &Tree::read(&one).unwrap(), &[1]).unwrap(), Changes::default());
+        // The student fixes c.rs, touches a.rs and adds a test file of their own: allowed, and
+        // listed. Editing an existing test is refused.
         std::fs::write(five.join("kernel/src/c.rs"), "fn c() {\n    fixed_differently();\n}\n").unwrap();
         std::fs::write(five.join("kernel/src/a.rs"), "fn a() {}\n").unwrap();
-        assert!(changes_outside(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap().is_empty());
+        std::fs::write(five.join("kernel/src/join_race.rs"), "fn mine() {}\n").unwrap();
+        let got = changes(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap();
+        assert!(got.refused.is_empty(), "{got:?}");
+        assert_eq!(
+            got.allowed,
+            ["kernel/src/join_race.rs was added", "kernel/src/a.rs changed", "kernel/src/c.rs changed"]
+        );
         std::fs::write(five.join("kernel/src/sync/tests.rs"), "fn t() { weakened() }\n").unwrap();
-        let changes = changes_outside(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap();
-        assert_eq!(changes, ["kernel/src/sync/tests.rs changed outside the lab 5 regions"]);
+        let refused = changes(&tree, &Tree::read(&five).unwrap(), &[5]).unwrap().refused;
+        assert_eq!(refused, ["kernel/src/sync/tests.rs changed outside the lab 5 regions"]);
+        let e = changes(&tree, &Tree::read(&five).unwrap(), &[1, 5]).unwrap_err().to_string();
+        assert!(e.contains("alone"), "{e}");
+        // A find-and-fix region without its bug would become a todo! naming the spot.
+        std::fs::write(root.join("kernel/src/d.rs"), "// LAB 5 BEGIN: x\nfixed();\n// LAB 5 END\n").unwrap();
+        let e = format!("{:#}", Tree::read(&root).err().unwrap());
+        assert!(e.contains("kernel/src/d.rs:1: lab 5 is a find-and-fix lab"), "{e}");
         let _ = std::fs::remove_dir_all(&root);
     }
 

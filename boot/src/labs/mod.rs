@@ -55,8 +55,11 @@ pub fn lab_copy(lab: &str, dir: &Path) -> Result<()> {
     let files = copy::write_copy(&tree, lab.number, dir, &mut markers::Fill::Stub)?;
     let (regions, in_files) = tree.count(lab.number);
     let done = match lab.kind {
-        catalog::Kind::WriteBack => "replaced by stubs",
-        catalog::Kind::FindAndFix => "replaced by the bug, unmarked",
+        catalog::Kind::WriteBack => "replaced by stubs".to_string(),
+        catalog::Kind::FindAndFix => {
+            let notes = tree.count_in(lab.number, markers::Syntax::Markdown);
+            format!("replaced, unmarked: {} by the bug, {notes} passage(s) of notes left out", regions - notes)
+        }
     };
     println!(
         "lab-copy: lab {} ({}) written to {}: {files} files, {regions} regions in {in_files} files {done}",
@@ -106,26 +109,39 @@ pub fn grade_command(options: &GradeOptions) -> Result<bool> {
 }
 
 /// Refuses to grade a collected tree that changed what the kernel build reads outside the
-/// regions of the graded labs (its tests, say), unless `allow` says so.
+/// regions of the graded labs (its tests, say), unless `allow` says so; lists the kernel changes
+/// a find-and-fix lab allows.
 fn check_collected(dir: &Path, labs: &[&Lab], allow: bool) -> Result<()> {
     let ours = copy::Tree::read(&crate::kernel::workspace_root())?;
     let theirs = copy::Tree::read(dir).with_context(|| format!("reading the markers of {}", dir.display()))?;
     let numbers: Vec<u32> = labs.iter().map(|l| l.number).collect();
-    let changes = copy::changes_outside(&ours, &theirs, &numbers)?;
-    if changes.is_empty() {
+    let changes = copy::changes(&ours, &theirs, &numbers)?;
+    let shown = |list: &[String]| {
+        let mut lines: Vec<String> = list.iter().take(10).map(|c| format!("  {c}")).collect();
+        if list.len() > 10 {
+            lines.push(format!("  ... and {} more", list.len() - 10));
+        }
+        lines.join("\n")
+    };
+    if !changes.allowed.is_empty() {
+        eprintln!(
+            "grade: {} changed this kernel code (allowed in this lab: read it):\n{}",
+            dir.display(),
+            shown(&changes.allowed)
+        );
+    }
+    if changes.refused.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = changes.iter().take(10).map(|c| format!("  {c}")).collect();
-    let more = if changes.len() > 10 { format!("\n  ... and {} more", changes.len() - 10) } else { String::new() };
     if allow {
-        eprintln!("grade: warning: {} differs outside the graded regions:\n{}{more}", dir.display(), list.join("\n"));
+        eprintln!("grade: warning: {} differs outside the graded regions:\n{}", dir.display(), shown(&changes.refused));
         return Ok(());
     }
     bail!(
-        "{} differs from this tree outside the regions of the graded labs (so its tests or build may differ):\n{}{more}\n\
+        "{} differs from this tree outside the regions of the graded labs (so its tests or build may differ):\n{}\n\
          grade it from the commit it was copied from, or pass --allow-changes",
         dir.display(),
-        list.join("\n")
+        shown(&changes.refused)
     )
 }
 

@@ -9,6 +9,10 @@
 //!    original's with every number masked (a lost-update count may differ, the bug may not).
 //! 3. `ddmin` reduces the list to a 1-minimal one; the last run of it is symbolized, one line
 //!    per point: the thread, the function it was preempted entering, and where that was called.
+//!    It must take exactly the listed points (`settle`); a point that found its thread not
+//!    preemptible is taken at the thread's next prologue, and then the list as taken is kept (if
+//!    it fails the same way and replays as itself) -- of the same length, though not re-checked
+//!    for 1-minimality.
 //!
 //! The minimal list is kept under `target/shrink/`, with the command that replays it
 //! (`--points FILE`). Shrinking needs exact replay: `--icount` and the forced-preemption build.

@@ -16,7 +16,8 @@
 //!   the CPU runs Rust code.
 //! - A thread may touch its CPU's block only while it cannot migrate: interrupts disabled or a
 //!   spin lock held (`this_cpu` asserts this in debug builds). g0 and interrupt handlers never
-//!   migrate.
+//!   migrate. The exceptions are single GS-relative loads, which no migration can split:
+//!   `current` (the thread's own `G`) and the flags `in_irq_here` and `growing_stack_here`.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 

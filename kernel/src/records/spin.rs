@@ -19,9 +19,10 @@
 //!
 //! `SpinLock::lock` is never inlined: its prologue is a scheduling point for the prologue
 //! strategies of the forced-preemption build (`sched::explore`), just before a thread takes a lock
-//! -- where the race windows of check-then-lock mistakes end (a check under one hold of a lock,
-//! the action under the next). Whether such a window holds a call must not depend on what the
-//! inliner decides this week.
+//! with it -- where the race windows of check-then-lock mistakes end (a check under one hold of a
+//! lock, the action under the next). Whether such a window holds a call must not depend on what
+//! the inliner decides this week. (`select!`'s `lock_raw`, which takes several locks at once, has
+//! no such point of its own.)
 
 use core::ops::{Deref, DerefMut};
 
