@@ -2,8 +2,9 @@
 //!
 //! The checks are grouped by set-up (`catalog::Setup`): each set-up boots once for all of its
 //! in-kernel tests (`test=a,b,c`), however many labs they belong to; each torture run boots on its
-//! own. A boot is watched test by test (`qemu::Watch`): a test that runs past its set-up's limit
-//! counts as hung and QEMU is stopped, and so does a kernel that starts no test for
+//! own, as many at once as the host has cores for the set-up's CPUs. A boot is watched test by
+//! test (`qemu::Watch`): a test that runs past its set-up's limit counts as hung and QEMU is
+//! stopped, and so does a kernel that starts no test for
 //! `BETWEEN_TESTS`. When a boot ends early -- a crash, a hang, a triple fault -- the test that was
 //! running loses its points with that reason, and the tests that had not run yet are booted
 //! again, without it. So one broken test costs its own points, never the others', and the grader
@@ -152,9 +153,30 @@ pub fn grade(source: &Source, labs: &[&'static Lab], say: &mut dyn FnMut(&str)) 
         for (test, result) in run_tests(setup, &elf, &tests, say)? {
             judged.insert((setup.name, Check::Test(test)), result);
         }
-        for check in checks {
-            if let Check::Stress { seconds, seed } = check {
-                judged.insert((setup.name, *check), run_stress(setup, &elf, *seconds, *seed, say)?);
+        let stress: Vec<(u64, u64)> = checks
+            .iter()
+            .filter_map(|c| if let Check::Stress { seconds, seed } = c { Some((*seconds, *seed)) } else { None })
+            .collect();
+        // As many torture runs at once as the host has cores for their CPUs (a failing run waits
+        // out the torture test's shutdown limit, so one at a time would take minutes).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let at_once = (cores / setup.smp.max(1)).max(1) as usize;
+        for batch in stress.chunks(at_once) {
+            for (seconds, seed) in batch {
+                say(&format!("{}: torture test for {seconds} s, seed {seed}", setup.name));
+            }
+            let elf = elf.as_path();
+            let results: Vec<Result<Judged>> = std::thread::scope(|scope| {
+                let runs: Vec<_> = batch
+                    .iter()
+                    .map(|&(seconds, seed)| scope.spawn(move || run_stress(setup, elf, seconds, seed)))
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().unwrap_or_else(|_| anyhow::bail!("a torture run's thread panicked")))
+                    .collect()
+            });
+            for (&(seconds, seed), result) in batch.iter().zip(results) {
+                judged.insert((setup.name, Check::Stress { seconds, seed }), result?);
             }
         }
     }
@@ -261,17 +283,10 @@ fn short(outcome: &Outcome) -> String {
 }
 
 /// A torture run of `seconds` with `seed` in `setup`: it passes only with `stress: SUCCESS`.
-fn run_stress(
-    setup: &Setup,
-    elf: &std::path::Path,
-    seconds: u64,
-    seed: u64,
-    say: &mut dyn FnMut(&str),
-) -> Result<Judged> {
+fn run_stress(setup: &Setup, elf: &std::path::Path, seconds: u64, seed: u64) -> Result<Judged> {
     let image = crate::image::make(elf, Firmware::Bios)?;
     let cmdline = format!("stress={seconds} seed={seed} {}", setup.cmdline);
     let timeout = Duration::from_secs(seconds * 6 + 60);
-    say(&format!("{}: torture test for {seconds} s, seed {seed}", setup.name));
     let run = crate::run(&image, elf, &run_config(setup, cmdline, timeout))?;
     let verdict = run.transcript.lines().find(|l| l.starts_with("stress: SUCCESS") || l.starts_with("stress: FAILURE"));
     Ok(match (verdict, &run.outcome) {
