@@ -71,9 +71,17 @@ struct YieldsSeen {
     missed: u64,
 }
 
-/// One of the two yielders: counts its iterations and, across each `yield_now`, checks that the
-/// other one (started, not finished) ran.
+/// How many yielders have started (the gate both pass before their loops).
+static YIELDERS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// One of the two yielders: waits until both have started (else, with the spawner preempted
+/// between its two spawns, the first could run all its yields alone), then counts its
+/// iterations and, across each `yield_now`, checks that the other one (started, not finished) ran.
 fn yielder(me: usize) -> YieldsSeen {
+    YIELDERS_STARTED.fetch_add(1, Ordering::SeqCst);
+    while YIELDERS_STARTED.load(Ordering::SeqCst) < 2 {
+        yield_now();
+    }
     let other = &YIELDER_PROGRESS[1 - me];
     let mut seen = YieldsSeen { checked: 0, missed: 0 };
     for _ in 0..YIELDS {
@@ -98,6 +106,7 @@ ktest! {
         for p in &YIELDER_PROGRESS {
             p.store(0, Ordering::SeqCst);
         }
+        YIELDERS_STARTED.store(0, Ordering::SeqCst);
         let before = totals();
         let threads: Vec<_> = (0..2).map(|me| crate::sched::spawn_on(0, "yielder", move || yielder(me))).collect();
         for (me, t) in threads.into_iter().enumerate() {
