@@ -195,31 +195,33 @@ pub fn current() -> &'static G {
 }
 
 /// Is this CPU handling an asynchronous interrupt right now (`PerCpu::in_irq`)?
-///
-/// One GS-relative load. `this_cpu_unchecked().in_irq.load(..)` would be two -- the block's
-/// address, then the flag -- and a preemptible thread may migrate between any two instructions
-/// (an asynchronous preemption lands anywhere): it would then read the flag of the CPU it left,
-/// which may well be in a handler at that moment.
 #[inline(always)]
 pub fn in_irq_here() -> bool {
-    let flag: u8;
-    // SAFETY: gs points at this CPU's block from its first instruction on; the flag is a byte.
-    unsafe {
-        core::arch::asm!("mov {}, byte ptr gs:[{off}]", out(reg_byte) flag,
-            off = const core::mem::offset_of!(PerCpu, in_irq), options(nostack, readonly, preserves_flags));
-    }
-    flag != 0
+    flag_here(core::mem::offset_of!(PerCpu, in_irq))
 }
 
-/// Is this CPU growing a thread's stack right now (`PerCpu::growing_stack`)? One GS-relative
-/// load, for the reason `in_irq_here` gives.
+/// Is this CPU growing a thread's stack right now (`PerCpu::growing_stack`)?
 #[inline(always)]
 pub fn growing_stack_here() -> bool {
+    flag_here(core::mem::offset_of!(PerCpu, growing_stack))
+}
+
+/// The `AtomicBool` at `offset` in this CPU's block, read in one GS-relative load.
+/// `this_cpu_unchecked().flag.load(..)` would be two -- the block's address, then the flag -- and
+/// a preemptible thread may migrate between any two instructions (an asynchronous preemption
+/// lands anywhere): it would then read the flag of the CPU it left, which may well be set there
+/// at that moment.
+///
+/// Register contract: `offset` in any register (a constant at every caller, folded into a `mov`),
+/// the flag's byte out in any byte register; no other state touched.
+#[inline(always)]
+fn flag_here(offset: usize) -> bool {
     let flag: u8;
-    // SAFETY: as in `in_irq_here`.
+    // SAFETY: gs points at this CPU's block from its first instruction on, and the callers pass
+    // the offset of a one-byte flag inside it (`offset_of!`).
     unsafe {
-        core::arch::asm!("mov {}, byte ptr gs:[{off}]", out(reg_byte) flag,
-            off = const core::mem::offset_of!(PerCpu, growing_stack), options(nostack, readonly, preserves_flags));
+        core::arch::asm!("mov {flag}, byte ptr gs:[{off}]", flag = out(reg_byte) flag, off = in(reg) offset,
+            options(nostack, readonly, preserves_flags));
     }
     flag != 0
 }
