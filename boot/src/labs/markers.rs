@@ -215,46 +215,43 @@ pub fn stub_lines(region: &Region, syntax: Syntax) -> Vec<String> {
 /// nothing (`Fill::Nothing`, to compare two trees outside a lab's regions), or by the text a
 /// closure gives for each region in turn (`Fill::With`, for tests of known-wrong solutions).
 pub fn rewrite(text: &str, regions: &[Region], lab: u32, syntax: Syntax, fill: &mut Fill<'_>) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<String> = Vec::with_capacity(lines.len());
-    let mut next = 0;
-    for region in regions.iter().filter(|r| r.lab == lab) {
-        out.extend(lines[next..=region.begin].iter().map(|l| l.to_string()));
-        match fill {
-            Fill::Stub => out.extend(stub_lines(region, syntax)),
-            Fill::Nothing => {}
-            Fill::With(f) => {
-                let inside: Vec<&str> = lines[region.inside()].to_vec();
-                out.extend(f(region, &inside));
-            }
-        }
-        next = region.end;
-    }
-    out.extend(lines[next..].iter().map(|l| l.to_string()));
-    let mut joined = out.join("\n");
-    if text.ends_with('\n') {
-        joined.push('\n');
-    }
-    joined
+    replace_regions(text, regions, lab, true, |region, inside| match fill {
+        Fill::Stub => stub_lines(region, syntax),
+        Fill::Nothing => Vec::new(),
+        Fill::With(f) => f(region, inside),
+    })
 }
 
 /// `text` with every region of `lab` replaced, marker lines included, by its stub
 /// (`Unmark::ToStub`) or by its solution (`Unmark::ToSolution`): what a find-and-fix lab's
 /// regions become in a copy, where nothing may show that the code there is special.
 pub fn unmark(text: &str, regions: &[Region], lab: u32, syntax: Syntax, to: Unmark) -> String {
+    replace_regions(text, regions, lab, false, |region, inside| match to {
+        Unmark::ToStub => stub_lines(region, syntax),
+        // The inside starts with the STUB lines; the solution follows them.
+        Unmark::ToSolution => inside[region.stub.len()..].iter().map(|l| l.to_string()).collect(),
+    })
+}
+
+/// `text` with the inside of every region of `lab` replaced by what `with` makes of it (the
+/// region and its inside lines); the `BEGIN` and `END` lines stay if `keep_markers`. A final
+/// newline stays as it was.
+fn replace_regions(
+    text: &str,
+    regions: &[Region],
+    lab: u32,
+    keep_markers: bool,
+    mut with: impl FnMut(&Region, &[&str]) -> Vec<String>,
+) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut next = 0;
     for region in regions.iter().filter(|r| r.lab == lab) {
-        out.extend(lines[next..region.begin].iter().map(|l| l.to_string()));
-        match to {
-            Unmark::ToStub => out.extend(stub_lines(region, syntax)),
-            Unmark::ToSolution => {
-                let solution = region.begin + 1 + region.stub.len()..region.end;
-                out.extend(lines[solution].iter().map(|l| l.to_string()));
-            }
-        }
-        next = region.end + 1;
+        let (before, after) =
+            if keep_markers { (region.begin + 1, region.end) } else { (region.begin, region.end + 1) };
+        out.extend(lines[next..before].iter().map(|l| l.to_string()));
+        out.extend(with(region, &lines[region.inside()]));
+        next = after;
     }
     out.extend(lines[next..].iter().map(|l| l.to_string()));
     let mut joined = out.join("\n");
