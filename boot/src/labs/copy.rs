@@ -7,10 +7,10 @@
 //! (`markers`); the regions of the other labs stay, with their solutions. A find-and-fix lab's
 //! regions (`catalog::Kind::FindAndFix`) are never marked in a copy: in Rust files its own copy
 //! gets their stub (the bug), every other copy their solution; in Markdown (instructor notes,
-//! which name the bug) every copy gets the stub. Such a Rust region must have STUB lines. Marked files are the
-//! kernel's Rust files and the Markdown pages under `docs/`. Every marked file is parsed before
-//! anything is written: an error (a bad marker, a lab without regions, a `DIR` that exists and is
-//! not empty) leaves nothing behind.
+//! which name the bug) every copy gets the stub. Such a Rust region must have STUB lines.
+//! Marked files are the kernel's Rust files and the Markdown pages under `docs/`. Every marked
+//! file is parsed before anything is written: an error (a bad marker, a lab without regions, a
+//! `DIR` that exists and is not empty) leaves nothing behind.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,11 +42,11 @@ impl Tree {
         walk(root, Path::new(""), &mut files)?;
         files.sort();
         let mut marked = BTreeMap::new();
+        let hidden = find_and_fix_labs();
         for file in &files {
             let Some(syntax) = syntax_of(file) else { continue };
             let text = read_text(root, file)?;
             let regions = markers::parse(&file.display().to_string(), &text, syntax)?;
-            let hidden = find_and_fix_labs();
             if let Some(r) =
                 regions.iter().find(|r| syntax == Syntax::Rust && hidden.contains(&r.lab) && r.stub.is_empty())
             {

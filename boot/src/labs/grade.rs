@@ -4,10 +4,9 @@
 //! in-kernel tests (`test=a,b,c`), however many labs they belong to; each torture run boots on its
 //! own, as many at once as the host has cores for the set-up's CPUs. A boot is watched test by
 //! test (`qemu::Watch`): a test that runs past its set-up's limit counts as hung and QEMU is
-//! stopped, and so does a kernel that starts no test for
-//! `BETWEEN_TESTS`. When a boot ends early -- a crash, a hang, a triple fault -- the test that was
-//! running loses its points with that reason, and the tests that had not run yet are booted
-//! again, without it. So one broken test costs its own points, never the others', and the grader
+//! stopped, and so does a kernel that starts no test for `BETWEEN_TESTS`. When a boot ends early
+//! -- a crash, a hang, a triple fault -- the test that was running loses its points with that
+//! reason, and the tests that had not run yet are booted again, without it. So one broken test costs its own points, never the others', and the grader
 //! always ends: a boot that runs no test at all ends the set-up (its remaining tests lose their
 //! points, with the reason).
 //!
