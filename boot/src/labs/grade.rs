@@ -6,9 +6,9 @@
 //! test (`qemu::Watch`): a test that runs past its set-up's limit counts as hung and QEMU is
 //! stopped, and so does a kernel that starts no test for `BETWEEN_TESTS`. When a boot ends early
 //! -- a crash, a hang, a triple fault -- the test that was running loses its points with that
-//! reason, and the tests that had not run yet are booted again, without it. So one broken test costs its own points, never the others', and the grader
-//! always ends: a boot that runs no test at all ends the set-up (its remaining tests lose their
-//! points, with the reason).
+//! reason, and the tests that had not run yet are booted again, without it. So one broken test
+//! costs its own points, never the others', and the grader always ends: a boot that runs no test
+//! at all ends the set-up (its remaining tests lose their points, with the reason).
 //!
 //! A test that skips itself earns nothing: a graded test that cannot run in its set-up is a
 //! mistake in the set-up, and must show.
