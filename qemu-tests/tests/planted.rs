@@ -160,10 +160,13 @@ fn tlb_caught() -> Result<()> {
     };
     let run = kernels::boot(&forced(), &cfg)?;
     ensure!(!run.outcome.is_success(), "the planted TLB bug was not caught (the test passed)");
+    let failed = boot::parse_test_results(&run.transcript)
+        .into_iter()
+        .find(|t| t.name == TEST)
+        .and_then(|t| t.failed().map(str::to_string));
     ensure!(
-        run.transcript.lines().any(|l| l.starts_with(&format!("test {TEST} ... FAILED"))
-            && l.contains("stale translations after flush_everywhere")),
-        "the focused test did not fail with stale translations; outcome: {}",
+        failed.as_deref().is_some_and(|reason| reason.contains("stale translations after flush_everywhere")),
+        "the focused test did not fail with stale translations ({failed:?}); outcome: {}",
         run.outcome
     );
     Ok(())
