@@ -16,6 +16,7 @@ pub fn print() {
     crate::println!("  context switches       {}", t.switches);
     crate::println!("  run-queue high water   {high_water}");
     crate::println!("  steals                 {}", t.steals);
+    crate::println!("  migrations             {}", t.migrations);
     crate::println!("  idle halts             {}", t.idles);
     crate::println!("  timer ticks            {}", t.ticks);
     crate::println!("stack guards and preemption:");

@@ -50,6 +50,9 @@ counters! {
     switches,
     /// Threads taken from another CPU's run queue.
     steals,
+    /// Threads started on a CPU other than the one they last ran on (or, never run yet, were
+    /// created on): by a steal, or readied by a thread on another CPU.
+    migrations,
     /// Threads taken from the global run queue.
     global_gets,
     /// Times the CPU halted for lack of work.

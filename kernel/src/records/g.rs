@@ -232,7 +232,8 @@ pub struct G {
     /// While the thread is parked on a `Mutex`: that mutex's owner field, which says who holds
     /// what this thread waits for (the wait-for graph of `sched::deadlock`); null otherwise.
     pub wait_owner: AtomicPtr<AtomicPtr<G>>,
-    /// The CPU the thread runs on, or ran on last (written by `execute`).
+    /// The CPU the thread runs on, or ran on last (written by `execute`); before its first run,
+    /// the CPU it was created on (written by `spawn`).
     pub last_cpu: AtomicU32,
 
     // ---- identity and lifetime (threads) ----

@@ -99,7 +99,9 @@ fn execute(cpu: &PerCpu, g: &'static G, inherit: bool) -> ! {
         cpu.slice_start.store(cpu.ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     cpu.counters.switches.fetch_add(1, Ordering::Relaxed);
-    g.last_cpu.store(cpu.id, Ordering::Relaxed);
+    if g.last_cpu.swap(cpu.id, Ordering::Relaxed) != cpu.id {
+        cpu.counters.migrations.fetch_add(1, Ordering::Relaxed);
+    }
     crate::sched::explore::digest::started(cpu, g, inherit);
     // SAFETY: `g` is Running with its context saved, and we are on g0 with interrupts off.
     unsafe { gogo(g) }

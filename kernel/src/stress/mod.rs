@@ -40,7 +40,7 @@
 //! - at the end, with everything joined and dropped, live threads, frames and heap are back
 //!   to what they were at the start (`ktest::baseline`, compared here without panicking);
 //! - the run did its work: enough operations of every kind, asynchronous preemptions of the
-//!   call-free loops (with `preempt=async`), steals between CPUs (with more than one).
+//!   call-free loops (with `preempt=async`), threads moving between CPUs (with more than one).
 //!
 //! Reproducibility: every thread draws its choices from its own wyrand PRNG, seeded from the
 //! run's `seed=` and the thread's stream number, so a seed fixes what each thread does (though

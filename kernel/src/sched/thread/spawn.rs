@@ -129,6 +129,7 @@ where
     let _irq = crate::arch::cpu::IrqGuard::new();
     let cpu = this_cpu();
     cpu.counters.spawns.fetch_add(1, Ordering::Relaxed);
+    g.last_cpu.store(cpu.id, Ordering::Relaxed);
     crate::sched::explore::on_spawn(cpu, current(), g);
     crate::trace::created(g);
     crate::sched::queue::runq_put(cpu, g, true);
