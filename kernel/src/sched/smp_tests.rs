@@ -34,40 +34,65 @@ ktest! {
 }
 
 ktest! {
-    /// A fan-out of 1,000 threads started on one CPU spreads to every CPU by stealing.
+    /// A fan-out of 200 threads made on CPU 0 reaches every other CPU, and only by stealing.
+    ///
+    /// The 200 fit in CPU 0's local queue (`LOCAL_CAPACITY`), so none overflows into the global
+    /// queue, and their parent, pinned to CPU 0, spins there with interrupts off until a fan-out
+    /// thread has run on every other CPU: CPU 0 runs none of them meanwhile, and a thread that
+    /// yields goes back to the queue of the CPU it ran on. Another CPU can get its first fan-out
+    /// thread only by stealing it (from CPU 0 or from an earlier thief). The threads yield on
+    /// until then, so the queues cannot run dry before a late CPU comes to steal. (The test used
+    /// to spawn 1,000 from a thread that then joined them: the overflow went to the global queue,
+    /// and once CI saw CPU 1 run its share from there with no steal at all -- a correct schedule
+    /// the test failed.)
     fn fan_out_is_stolen_by_every_cpu() {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        SEEN.store(0, Ordering::SeqCst);
+        let others = ((1u64 << cpus()) - 1) & !1;
         let before = totals();
         let per_cpu_before: Vec<u64> = online_cpus().map(|c| c.counters.switches.load(Ordering::Relaxed)).collect();
-        let threads: Vec<_> = (0..1000u64)
-            .map(|i| {
-                spawn("fan-out", move || {
-                    let mut ran_on = 0u64;
-                    for _ in 0..3 {
-                        ran_on |= 1 << where_am_i();
-                        // Some work between yields, so that the queues stay full a while.
-                        let mut x = i;
-                        for _ in 0..2000 {
-                            x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        let deadline = crate::time::now() + Duration::from_secs(10);
+        let spread_or_late = move || SEEN.load(Ordering::SeqCst) & others == others || crate::time::now() >= deadline;
+        let parent = spawn_on(0, "fan-out-parent", move || {
+            let threads: Vec<_> = (0..200u64)
+                .map(|i| {
+                    spawn("fan-out", move || {
+                        let mut round = 0;
+                        while round < 3 || !spread_or_late() {
+                            SEEN.fetch_or(1 << where_am_i(), Ordering::SeqCst);
+                            // Some work between yields, so that the queues stay full a while.
+                            let mut x = i;
+                            for _ in 0..2000 {
+                                x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                            }
+                            yield_now();
+                            round += 1;
                         }
-                        yield_now();
-                    }
-                    ran_on
+                    })
                 })
-            })
-            .collect();
-        let mut seen = 0u64;
-        for t in threads {
-            seen |= t.join().expect("fan-out thread");
-        }
+                .collect();
+            let spread = {
+                let _irq = IrqGuard::new();
+                while !spread_or_late() {
+                    // `pause`: under -icount it also ends this vCPU's turn (`sched::vcpu_share`).
+                    core::hint::spin_loop();
+                }
+                SEEN.load(Ordering::SeqCst) & others
+            };
+            for t in threads {
+                t.join().expect("fan-out thread");
+            }
+            spread
+        });
+        let spread = parent.join().expect("fan-out parent");
         let steals = totals().since(&before).steals;
-        crate::println!("fan-out ran on CPUs {seen:#b}; {steals} steals");
-        assert_eq!(seen.count_ones() as usize, cpus(), "not every CPU ran threads");
+        let ran_on = SEEN.load(Ordering::SeqCst);
+        crate::println!("fan-out: stolen by CPUs {spread:#b} while CPU 0 spun; ran on CPUs {ran_on:#b}; {steals} steals");
+        assert_eq!(spread, others, "in 10 s of CPU 0 spinning, not every other CPU stole a fan-out thread");
         for (cpu, before) in online_cpus().zip(per_cpu_before) {
             assert!(cpu.counters.switches.load(Ordering::Relaxed) > before, "CPU {} switched no thread", cpu.id);
         }
-        if cpus() > 1 {
-            assert!(steals > 0, "no thread was stolen");
-        }
+        assert!(steals >= cpus() as u64 - 1, "{steals} steals, but {} CPUs got threads only by stealing", cpus() - 1);
     }
 }
 
