@@ -18,7 +18,7 @@ use libtest_mimic::{Arguments, Trial};
 use qemu_tests::kernels;
 
 /// Guest seconds of each torture run (the bugs are caught within a second; the clean run needs
-/// time for the "did its work" checks, such as a steal between the CPUs under always-preempt).
+/// time for the "did its work" checks, such as a thread moving between the CPUs).
 const SECONDS: u64 = 10;
 /// The selector's symbol: present only in a planted-bugs build.
 const SELECTOR: &str = "PLANTED_BUG_SELECTED";

@@ -8,11 +8,16 @@
 //!
 //! `finishes_within` waits (sleeping) for a thread to finish, so that a test can fail with a
 //! clear message where a bug would leave a thread stuck for ever, instead of hanging the suite.
+//!
+//! `under_strategy` runs a closure under another forced-preemption strategy, and
+//! `without_preemption` with no preemption at all; both put the boot's choice back after it.
 
 use core::hint::black_box;
 use core::time::Duration;
 
 use crate::sched::JoinHandle;
+use crate::sched::explore::{self, Strategy};
+use crate::sched::preempt::{self, Mode};
 
 /// Recurses until the stack pointer is at most `above` bytes above the lowest stack pointer a
 /// prologue check of this thread accepts (the reservation's base plus the guard zone), then runs
@@ -91,4 +96,26 @@ pub fn big_frame() -> u64 {
     }
     black_box(&mut big);
     big.iter().map(|&b| u64::from(b)).sum()
+}
+
+/// Runs `f` under the forced-preemption strategy `with`, seeded `seed`, then puts the boot's
+/// strategy back. (Outside the `always-preempt` build a strategy changes nothing.)
+pub fn under_strategy<R>(with: Strategy, seed: u64, f: impl FnOnce() -> R) -> R {
+    let before = explore::strategy();
+    explore::configure(with, seed, false);
+    let result = f();
+    explore::configure(before, crate::cmdline().seed, crate::cmdline().record);
+    result
+}
+
+/// Runs `f` with no preemption: the timer's off, and forced points (in the `always-preempt`
+/// build) one prologue in 2^40, which is never in practice; then puts both back. For tests of
+/// where threads go, which a preemption would change (a preempted thread goes to the global run
+/// queue). Not under PCT, whose one CPU schedules by its own list.
+pub fn without_preemption<R>(f: impl FnOnce() -> R) -> R {
+    let mode = preempt::mode();
+    preempt::set_mode(Mode::Off);
+    let result = under_strategy(Strategy::Random { one_in: 1 << 40 }, 1, f);
+    preempt::set_mode(mode);
+    result
 }

@@ -51,7 +51,8 @@ counters! {
     /// Threads taken from another CPU's run queue.
     steals,
     /// Threads started on a CPU other than the one they last ran on (or, never run yet, were
-    /// created on): by a steal, or readied by a thread on another CPU.
+    /// created on): stolen, taken from the global queue, or readied or spawned by a thread on
+    /// another CPU.
     migrations,
     /// Threads taken from the global run queue.
     global_gets,

@@ -9,6 +9,7 @@ use core::time::Duration;
 
 use crate::arch::cpu::IrqGuard;
 use crate::ktest;
+use crate::ktest::helpers::without_preemption;
 use crate::records::percpu::totals;
 use crate::records::percpu::{CPUS_ONLINE, MAX_CPUS, online_cpus, this_cpu};
 use crate::sched::{spawn, spawn_on, yield_now};
@@ -38,14 +39,18 @@ ktest! {
     ///
     /// The 200 fit in CPU 0's local queue (`LOCAL_CAPACITY`), so none overflows into the global
     /// queue, and their parent, pinned to CPU 0, spins there with interrupts off until a fan-out
-    /// thread has run on every other CPU: CPU 0 runs none of them meanwhile, and a thread that
-    /// yields goes back to the queue of the CPU it ran on. Another CPU can get its first fan-out
+    /// thread has run on every other CPU: CPU 0 runs none of them meanwhile. Preemption is off
+    /// for the test (a preempted thread would go to the global queue), so a thread that yields
+    /// goes back to the queue of the CPU it ran on, and another CPU can get its first fan-out
     /// thread only by stealing it (from CPU 0 or from an earlier thief). The threads yield on
     /// until then, so the queues cannot run dry before a late CPU comes to steal. (The test used
     /// to spawn 1,000 from a thread that then joined them: the overflow went to the global queue,
     /// and once CI saw CPU 1 run its share from there with no steal at all -- a correct schedule
     /// the test failed.)
     fn fan_out_is_stolen_by_every_cpu() {
+        if cpus() < 2 {
+            crate::ktest_skip!("needs at least 2 CPUs (--smp 2)");
+        }
         static SEEN: AtomicU64 = AtomicU64::new(0);
         SEEN.store(0, Ordering::SeqCst);
         let others = ((1u64 << cpus()) - 1) & !1;
@@ -53,7 +58,7 @@ ktest! {
         let per_cpu_before: Vec<u64> = online_cpus().map(|c| c.counters.switches.load(Ordering::Relaxed)).collect();
         let deadline = crate::time::now() + Duration::from_secs(10);
         let spread_or_late = move || SEEN.load(Ordering::SeqCst) & others == others || crate::time::now() >= deadline;
-        let parent = spawn_on(0, "fan-out-parent", move || {
+        let parent = without_preemption(|| spawn_on(0, "fan-out-parent", move || {
             let threads: Vec<_> = (0..200u64)
                 .map(|i| {
                     spawn("fan-out", move || {
@@ -83,11 +88,11 @@ ktest! {
                 t.join().expect("fan-out thread");
             }
             spread
-        });
-        let spread = parent.join().expect("fan-out parent");
+        }).join());
+        let spread = parent.expect("fan-out parent");
         let steals = totals().since(&before).steals;
         let ran_on = SEEN.load(Ordering::SeqCst);
-        crate::println!("fan-out: stolen by CPUs {spread:#b} while CPU 0 spun; ran on CPUs {ran_on:#b}; {steals} steals");
+        crate::println!("fan-out: stolen by CPUs {spread:#b} by the end of CPU 0's spin; ran on CPUs {ran_on:#b}; {steals} steals");
         assert_eq!(spread, others, "in 10 s of CPU 0 spinning, not every other CPU stole a fan-out thread");
         for (cpu, before) in online_cpus().zip(per_cpu_before) {
             assert!(cpu.counters.switches.load(Ordering::Relaxed) > before, "CPU {} switched no thread", cpu.id);

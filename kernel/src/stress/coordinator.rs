@@ -168,8 +168,10 @@ pub(super) const MIN_OPS_PER_SECOND: u64 = 500;
 ///
 /// Moving is checked, not stealing: a CPU steals only when it runs out of work, and in a busy
 /// `always-preempt` run neither CPU may run out after the start (at 339d0ff, the 1 s runs of seeds
-/// 1 and 6 under `--icount` at two CPUs stole nothing). A thread readied by a thread on another
-/// CPU moves too, and a scheduler whose CPUs never share a thread moves none.
+/// 1 and 6 under `--icount` at two CPUs stole nothing). A thread readied or spawned by a thread
+/// on another CPU, or taken from the global queue, moves too; a scheduler whose CPUs never share
+/// a thread moves none. (So a broken stealer alone does not fail this check: the stealing has its
+/// own tests, `sched::balance_tests` and `sched::smp_tests`.)
 pub(super) fn check_work(summary: &Summary, seconds: u64, cpus: usize) -> Result<(), String> {
     let total: u64 = summary.ops.iter().sum();
     if total < MIN_OPS_PER_SECOND * seconds {

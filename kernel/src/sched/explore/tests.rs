@@ -5,18 +5,10 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{Strategy, configure, pct, strategy};
+use super::{Strategy, pct};
+use crate::ktest::helpers::under_strategy;
 use crate::records::percpu::{current, this_cpu_unchecked};
 use crate::sched::preempt::{self, Mode};
-
-/// Runs `f` under `strategy` (seeded `seed`), then puts the boot's strategy back.
-fn under<R>(with: Strategy, seed: u64, f: impl FnOnce() -> R) -> R {
-    let before = strategy();
-    configure(with, seed, false);
-    let result = f();
-    configure(before, crate::cmdline().seed, crate::cmdline().record);
-    result
-}
 
 /// A prologue and nothing else: one scheduling point per call.
 #[inline(never)]
@@ -45,7 +37,7 @@ crate::ktest! {
         }
         const N: u64 = 50;
         let g = current();
-        let (prologues, forced) = under(Strategy::Random { one_in: N }, 7, || {
+        let (prologues, forced) = under_strategy(Strategy::Random { one_in: N }, 7, || {
             let (p0, f0) = (g.explore.prologues.load(Ordering::Relaxed), g.explore.forced.load(Ordering::Relaxed));
             let mut v = 0;
             for _ in 0..100_000 {
@@ -105,11 +97,11 @@ crate::ktest! {
         let mode = preempt::mode();
         preempt::set_mode(Mode::Coop);
         let before = crate::records::percpu::totals();
-        let every = under(Strategy::Every, 3, || lost_updates(5_000));
-        let random = under(Strategy::Random { one_in: 3 }, 3, || lost_updates(5_000));
+        let every = under_strategy(Strategy::Every, 3, || lost_updates(5_000));
+        let random = under_strategy(Strategy::Random { one_in: 3 }, 3, || lost_updates(5_000));
         let forced = crate::records::percpu::totals().since(&before).forced_preempts;
         let injections_before = crate::records::percpu::totals().explore_injections;
-        let by_async = under(Strategy::Async { mean_instructions: 20_000 }, 3, || lost_updates(20_000));
+        let by_async = under_strategy(Strategy::Async { mean_instructions: 20_000 }, 3, || lost_updates(20_000));
         let injections = crate::records::percpu::totals().explore_injections - injections_before;
         preempt::set_mode(mode);
         assert!(forced > 1_000, "the prologue strategies preempted only {forced} times");
@@ -137,7 +129,7 @@ macro_rules! needs_pct {
 fn pct_trials(depth: u32, horizon: u64, trials: u64, scenario: fn() -> bool) -> (u64, u64, u64) {
     let (mut hits, mut threads, mut steps) = (0, 0, 0);
     for seed in 0..trials {
-        under(Strategy::Pct { depth }, seed + 1, || {
+        under_strategy(Strategy::Pct { depth }, seed + 1, || {
             let spawns = crate::records::percpu::totals().spawns;
             pct::plan(this_cpu_unchecked(), depth, horizon, spawns, current());
             hits += scenario() as u64;
